@@ -1,0 +1,578 @@
+"""The prepared dataset: cropped, normalised, optionally resampled cases in a memory-mapped cache, plus splits.
+
+``prepare(source)`` reads every case once, crops it to the bounding box of the brain (voxels non-zero in any
+modality, united with the tumour's box so no label is ever cut), normalises each modality (min-max to [0, 1]
+inside the crop, the paper's choice, or z-score inside the brain), optionally resamples to a coarser working
+grid (images trilinear, labels nearest), and stores uncompressed ``.npy`` files opened with
+``np.load(mmap_mode="r")``.
+
+Cache folder: ``<cache_root>/<fingerprint>/``. The fingerprint hashes the source files (path relative to the
+source folder, size and ``st_mtime_ns`` of every file), the preprocessing parameters, the split parameters
+and ``PREPROCESS_VERSION``; change any of them and a new folder is built. Building happens in a temporary
+folder renamed into place at the end, so a crash never leaves a half-written cache.
+
+Layout of a prepared folder::
+
+    dataset.json               format, parameters, per-case metadata (CaseMeta) and source files
+    splits.json                k folds (validation IDs per fold) and the held-out test IDs
+    images/<ID>.npy            float32 (4, x, y, z), channels T1, T1ce, T2, FLAIR, on the working grid
+    labels/<ID>.npy            uint8 (x, y, z) class indices 0..3 on the working grid (labeled cases)
+    source_labels/<ID>.npy     uint8 BraTS-2019 labels on the source grid, cropped to the bbox
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from bench.data.formats import CLASS_LABELS, Case, brats_to_classes, classes_to_brats
+from bench.data.readers import (
+    UNLABELED_DIR,
+    CaseFiles,
+    detect_format,
+    list_cases,
+    read_case,
+    require_complete,
+)
+from bench.errors import DataError, SpecError
+
+__all__ = [
+    "PREPROCESS_VERSION", "NORMALIZATIONS", "DEFAULT_CACHE_ROOT", "CaseMeta", "PreparedCase", "PreparedDataset",
+    "prepare", "fingerprint_sources", "make_splits", "brain_bbox", "preprocess_case", "resample",
+    "to_source_grid", "probs_to_source_labels", "classes_to_source_labels",
+]
+
+PREPROCESS_VERSION = 1
+NORMALIZATIONS: tuple[str, ...] = ("minmax", "zscore")
+DEFAULT_CACHE_ROOT = Path(".bench") / "cache"
+
+BBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class CaseMeta:
+    """Where a prepared case came from and how to map it back.
+
+    ``bbox`` is ((x0, x1), (y0, y1), (z0, z1)) in source voxels, half-open (``source[x0:x1, y0:y1, z0:z1]``
+    is the crop); ``working_shape`` / ``working_spacing`` describe the stored arrays (equal to the crop's
+    shape and the source spacing when no working spacing was asked for).
+    """
+
+    case_id: str
+    format: str
+    source_shape: tuple[int, int, int]
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+    bbox: BBox
+    working_shape: tuple[int, int, int]
+    working_spacing: tuple[float, float, float]
+
+    @property
+    def crop_shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in self.bbox)  # type: ignore[return-value]
+
+    @property
+    def crop_slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a, b) for a, b in self.bbox)  # type: ignore[return-value]
+
+    @property
+    def resampled(self) -> bool:
+        return tuple(self.working_shape) != tuple(self.crop_shape)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CaseMeta) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_json(), sort_keys=True))
+
+    def to_json(self) -> dict:
+        return {
+            "case_id": self.case_id, "format": self.format, "source_shape": list(self.source_shape),
+            "affine": np.asarray(self.affine).tolist(), "spacing": list(self.spacing),
+            "bbox": [list(b) for b in self.bbox], "working_shape": list(self.working_shape),
+            "working_spacing": list(self.working_spacing),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> CaseMeta:
+        return cls(
+            d["case_id"], d["format"], tuple(d["source_shape"]), np.asarray(d["affine"], dtype=np.float64),
+            tuple(float(s) for s in d["spacing"]), tuple(tuple(b) for b in d["bbox"]),  # type: ignore[arg-type]
+            tuple(d["working_shape"]), tuple(float(s) for s in d["working_spacing"]),  # type: ignore[arg-type]
+        )
+
+
+@dataclass
+class PreparedCase:
+    """One prepared case: ``image`` float32 (4, x, y, z) (memory-mapped), ``label`` uint8 class indices 0..3 on
+    the same grid (None for unlabeled cases), ``meta`` to map back to the source grid."""
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray | None
+    meta: CaseMeta
+
+
+# ---------------------------------------------------------------------------------------------------------
+# per-case preprocessing
+
+
+def brain_bbox(image: np.ndarray, label: np.ndarray | None = None) -> BBox:
+    """Half-open bounding box of the voxels non-zero in any channel of ``image`` (C, X, Y, Z), united with
+    the label's non-zero voxels. The whole volume when everything is zero."""
+    nz = np.any(image != 0, axis=0)
+    if label is not None:
+        nz |= label != 0
+    out = []
+    for ax in range(3):
+        other = tuple(a for a in range(3) if a != ax)
+        hit = np.flatnonzero(np.any(nz, axis=other))
+        out.append((int(hit[0]), int(hit[-1]) + 1) if hit.size else (0, int(nz.shape[ax])))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def resample(array: np.ndarray, shape: Sequence[int], *, mode: str = "linear") -> np.ndarray:
+    """Resize (C, x, y, z) or (x, y, z) to the spatial ``shape``: "linear" (trilinear) or "nearest".
+
+    Voxel centres are aligned the same way in both directions (``align_corners=False`` / nearest-exact), so
+    going to the working grid and back is consistent.
+    """
+    arr = np.asarray(array)
+    shape = tuple(int(s) for s in shape)
+    if tuple(arr.shape[-3:]) == shape:
+        return arr
+    import torch
+    import torch.nn.functional as F
+
+    squeeze = arr.ndim == 3
+    arr = arr[None] if squeeze else arr
+    arr = np.ascontiguousarray(arr) if arr.flags.writeable else np.array(arr)  # torch refuses read-only memmaps
+    t = torch.from_numpy(arr)[None]
+    if mode == "linear":
+        out = F.interpolate(t.float(), size=shape, mode="trilinear", align_corners=False)
+    elif mode == "nearest":
+        out = F.interpolate(t.float(), size=shape, mode="nearest-exact").to(t.dtype)
+    else:
+        raise ValueError(f"unknown resampling mode {mode!r} (linear, nearest)")
+    res = out[0].numpy()
+    return res[0] if squeeze else res
+
+
+def _normalise(crop: np.ndarray, normalization: str) -> np.ndarray:
+    out = np.empty_like(crop, dtype=np.float32)
+    if normalization == "minmax":
+        for c in range(crop.shape[0]):
+            lo, hi = float(crop[c].min()), float(crop[c].max())
+            out[c] = (crop[c] - lo) / (hi - lo) if hi > lo else 0.0
+    else:
+        brain = np.any(crop != 0, axis=0)
+        for c in range(crop.shape[0]):
+            vals = crop[c][brain]
+            mean = float(vals.mean()) if vals.size else 0.0
+            std = float(vals.std()) if vals.size else 1.0
+            out[c] = np.where(brain, (crop[c] - mean) / (std if std > 0 else 1.0), 0.0)
+    return out
+
+
+def working_geometry(
+    crop_shape: Sequence[int], spacing: Sequence[float], target: float | None
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """(working shape, working spacing) of a crop resampled to ``target`` mm (None: unchanged)."""
+    if target is None:
+        return tuple(int(s) for s in crop_shape), tuple(float(s) for s in spacing)  # type: ignore[return-value]
+    shape = tuple(max(1, int(np.floor(n * s / target + 0.5))) for n, s in zip(crop_shape, spacing))
+    wsp = tuple(float(n * s / w) for n, s, w in zip(crop_shape, spacing, shape))
+    return shape, wsp  # type: ignore[return-value]
+
+
+def preprocess_case(
+    case: Case, *, spacing: float | None = None, normalization: str = "minmax"
+) -> tuple[np.ndarray, np.ndarray | None, CaseMeta, np.ndarray | None]:
+    """(working image float32 (4,x,y,z), working label classes uint8 or None, meta, source label crop or None)."""
+    bbox = brain_bbox(case.image, case.label)
+    sl = tuple(slice(a, b) for a, b in bbox)
+    crop = _normalise(case.image[(slice(None), *sl)], normalization)
+    wshape, wsp = working_geometry(crop.shape[1:], case.spacing, spacing)
+    image = resample(crop, wshape, mode="linear").astype(np.float32, copy=False)
+    label = src_crop = None
+    if case.label is not None:
+        src_crop = np.ascontiguousarray(case.label[sl])
+        label = resample(brats_to_classes(src_crop), wshape, mode="nearest").astype(np.uint8, copy=False)
+    meta = CaseMeta(
+        case.case_id, case.format, tuple(int(s) for s in case.image.shape[1:]),  # type: ignore[arg-type]
+        np.asarray(case.affine, dtype=np.float64), tuple(float(s) for s in case.spacing),  # type: ignore[arg-type]
+        bbox, wshape, wsp,
+    )
+    return image, label, meta, src_crop
+
+
+# ---------------------------------------------------------------------------------------------------------
+# back to the source grid (for the predictor)
+
+
+def to_source_grid(
+    array: np.ndarray, meta: CaseMeta, *, mode: str = "linear", fill: float | Sequence[float] = 0.0
+) -> np.ndarray:
+    """Put a working-grid array ((C, x, y, z) or (x, y, z)) back on the source grid: resample to the crop's
+    shape, then paste at the bbox; outside it the value is ``fill`` (one per channel allowed)."""
+    arr = np.asarray(array)
+    crop = resample(arr, meta.crop_shape, mode=mode)
+    lead = crop.shape[:-3]
+    out = np.empty((*lead, *meta.source_shape), dtype=crop.dtype)
+    fills = np.broadcast_to(np.asarray(fill, dtype=crop.dtype), lead) if lead else np.asarray(fill, crop.dtype)
+    if lead:
+        for c in range(lead[0]):
+            out[c] = fills[c]
+    else:
+        out[...] = fills
+    out[(..., *meta.crop_slices)] = crop
+    return out
+
+
+def probs_to_source_labels(probs: np.ndarray, meta: CaseMeta) -> np.ndarray:
+    """Class probabilities or logits (4, x, y, z) on the working grid -> uint8 BraTS-2019 labels on the
+    source grid (trilinear upsampling inside the bbox, argmax, background outside the bbox)."""
+    crop = resample(np.asarray(probs, dtype=np.float32), meta.crop_shape, mode="linear")
+    out = np.zeros(meta.source_shape, np.uint8)
+    out[meta.crop_slices] = classes_to_brats(np.argmax(crop, axis=0))
+    return out
+
+
+def classes_to_source_labels(classes: np.ndarray, meta: CaseMeta) -> np.ndarray:
+    """Class indices (x, y, z) on the working grid -> uint8 BraTS-2019 labels on the source grid (nearest)."""
+    crop = resample(np.asarray(classes, dtype=np.uint8), meta.crop_shape, mode="nearest")
+    out = np.zeros(meta.source_shape, np.uint8)
+    out[meta.crop_slices] = classes_to_brats(crop)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# splits and fingerprint
+
+
+def make_splits(
+    case_ids: Sequence[str], has_et: Sequence[bool], folds: int, test_fraction: float, seed: int = 0
+) -> dict:
+    """Deterministic stratified splits: a held-out test set (about ``test_fraction`` of the cases) and
+    ``folds`` validation folds over the rest. Cases with and without ET are spread evenly.
+
+    Returns {"n_folds", "test": [...], "val": [[...] per fold]} with sorted ID lists.
+    """
+    if folds < 1:
+        raise SpecError(f"folds must be >= 1, got {folds}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise SpecError(f"test fraction must be in [0, 1), got {test_fraction}")
+    if not case_ids:  # an unlabeled-only dataset (e.g. MSD imagesTs for pseudo-labelling): empty splits
+        return {"n_folds": folds, "test": [], "val": [[] for _ in range(folds)], "seed": seed,
+                "test_fraction": test_fraction}
+    rng = np.random.default_rng(seed)
+    ids = sorted(case_ids)
+    et = dict(zip(case_ids, has_et))
+    order: list[str] = []
+    for group in ([c for c in ids if not et[c]], [c for c in ids if et[c]]):
+        order += [group[i] for i in rng.permutation(len(group))]
+    n = len(order)
+    n_test = int(round(test_fraction * n))
+    test = {order[int((j + 0.5) * n / n_test)] for j in range(n_test)} if n_test else set()
+    rest = [c for c in order if c not in test]
+    if folds > 1 and len(rest) < folds:
+        raise SpecError(
+            f"{folds} folds need at least {folds} cases outside the test split, but only {len(rest)} of "
+            f"{n} labeled cases remain (lower --folds or --test-fraction)"
+        )
+    val: list[list[str]] = [[] for _ in range(folds)]
+    if folds > 1:
+        for i, c in enumerate(rest):
+            val[i % folds].append(c)
+    return {"n_folds": folds, "test": sorted(test), "val": [sorted(v) for v in val], "seed": seed,
+            "test_fraction": test_fraction}
+
+
+def fingerprint_sources(source: Path, files: Sequence[Path], params: dict) -> str:
+    """Hash of the source files (relative path, size, st_mtime_ns), ``params`` and PREPROCESS_VERSION."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"version": PREPROCESS_VERSION, "params": params}, sort_keys=True).encode())
+    for p in sorted(files):
+        st = p.stat()
+        try:
+            rel = p.relative_to(source).as_posix()
+        except ValueError:
+            rel = p.as_posix()
+        h.update(f"\n{rel}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the prepared dataset
+
+
+class PreparedDataset:
+    """A prepared cache folder: case IDs, splits, memory-mapped arrays and per-case metadata."""
+
+    def __init__(self, root: Path, info: dict, splits: dict):
+        self.root = Path(root)
+        self._info = info
+        self._splits = splits
+        self._metas = {cid: CaseMeta.from_json(c["meta"]) for cid, c in info["cases"].items()}
+
+    @classmethod
+    def open(cls, root: Path | str) -> PreparedDataset:
+        """Open an existing prepared folder (raises DataError when it is missing or incomplete)."""
+        root = Path(root)
+        try:
+            info = json.loads((root / "dataset.json").read_text())
+            splits = json.loads((root / "splits.json").read_text())
+        except FileNotFoundError as exc:
+            raise DataError(f"{root}: not a prepared dataset (missing {Path(exc.filename).name})") from exc
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{root}: corrupt prepared dataset metadata ({exc})") from exc
+        if info.get("version") != PREPROCESS_VERSION:
+            raise DataError(
+                f"{root}: prepared with preprocessing version {info.get('version')}, this bench uses "
+                f"{PREPROCESS_VERSION}; run `bench data prepare` again"
+            )
+        return cls(root, info, splits)
+
+    # --- identity
+    @property
+    def fingerprint(self) -> str:
+        return str(self._info["fingerprint"])
+
+    @property
+    def source(self) -> Path:
+        return Path(self._info["source"])
+
+    @property
+    def format(self) -> str:
+        return str(self._info["format"])
+
+    @property
+    def params(self) -> dict:
+        """Preprocessing and split parameters ({"spacing", "normalization", "folds", "test_fraction", ...})."""
+        return dict(self._info["params"])
+
+    @property
+    def case_ids(self) -> list[str]:
+        """Labeled case IDs, sorted."""
+        return list(self._info["case_ids"])
+
+    @property
+    def unlabeled_ids(self) -> list[str]:
+        """Unlabeled case IDs (MSD imagesTs, the unlabeled/ sub-folder, cases without segmentation)."""
+        return list(self._info["unlabeled_ids"])
+
+    # --- splits
+    @property
+    def n_folds(self) -> int:
+        return int(self._splits["n_folds"])
+
+    def _fold(self, fold: int) -> int:
+        if not 0 <= fold < self.n_folds:
+            raise SpecError(f"fold {fold} does not exist: {self.root} has folds 0..{self.n_folds - 1}")
+        return fold
+
+    def val_ids(self, fold: int) -> list[str]:
+        """Validation cases of ``fold`` (empty when n_folds is 1)."""
+        return list(self._splits["val"][self._fold(fold)])
+
+    def train_ids(self, fold: int) -> list[str]:
+        """Training cases of ``fold``: every labeled case outside the test split and the fold's validation."""
+        drop = set(self.val_ids(fold)) | set(self._splits["test"])
+        return [c for c in self.case_ids if c not in drop]
+
+    def test_ids(self) -> list[str]:
+        """The held-out test cases (never used for training or validation)."""
+        return list(self._splits["test"])
+
+    # --- cases
+    def _entry(self, case_id: str) -> dict:
+        try:
+            return self._info["cases"][case_id]
+        except KeyError:
+            raise DataError(f"{self.root}: no case {case_id!r} in this prepared dataset") from None
+
+    def meta(self, case_id: str) -> CaseMeta:
+        self._entry(case_id)
+        return self._metas[case_id]
+
+    def has_label(self, case_id: str) -> bool:
+        return bool(self._entry(case_id)["labeled"])
+
+    def has_et(self, case_id: str) -> bool:
+        return bool(self._entry(case_id).get("has_et", False))
+
+    def load(self, case_id: str, *, mmap: bool = True) -> PreparedCase:
+        """The prepared case; arrays are memory-mapped read-only unless ``mmap=False``."""
+        entry = self._entry(case_id)
+        mode: Literal["r"] | None = "r" if mmap else None
+        image = np.load(self.root / "images" / f"{case_id}.npy", mmap_mode=mode)
+        label = np.load(self.root / "labels" / f"{case_id}.npy", mmap_mode=mode) if entry["labeled"] else None
+        return PreparedCase(case_id, image, label, self._metas[case_id])
+
+    def source_label(self, case_id: str) -> np.ndarray:
+        """uint8 BraTS-2019 labels on the case's source grid (for evaluation)."""
+        entry = self._entry(case_id)
+        if not entry["labeled"]:
+            raise DataError(f"{self.root}: case {case_id!r} is unlabeled")
+        meta = self._metas[case_id]
+        out = np.zeros(meta.source_shape, np.uint8)
+        out[meta.crop_slices] = np.load(self.root / "source_labels" / f"{case_id}.npy")
+        return out
+
+    def case_files(self, case_id: str) -> CaseFiles:
+        """The source files of the case (to write predictions next to them or re-read the originals)."""
+        e = self._entry(case_id)["files"]
+        return CaseFiles(
+            case_id, e["format"], {k: Path(v) for k, v in e["files"].items()},
+            Path(e["seg"]) if e["seg"] else None, Path(e["folder"]),
+        )
+
+    def label_counts(self, case_id: str) -> dict[int, int]:
+        """Voxels per BraTS label on the source grid."""
+        return {int(k): int(v) for k, v in self._entry(case_id).get("label_counts", {}).items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"PreparedDataset({self.root}, {len(self.case_ids)} labeled + {len(self.unlabeled_ids)} unlabeled, "
+            f"{self.n_folds} folds, {len(self.test_ids())} test)"
+        )
+
+
+def _prepare_one(job: tuple[CaseFiles, Path, float | None, str]) -> tuple[str, dict]:
+    """Read, preprocess and save one case into the build folder; returns (case ID, its dataset.json entry)."""
+    cf, tmp, spacing, normalization = job
+    case = read_case(cf)
+    image, label, meta, src_crop = preprocess_case(case, spacing=spacing, normalization=normalization)
+    np.save(tmp / "images" / f"{cf.case_id}.npy", np.ascontiguousarray(image))
+    entry: dict = {"labeled": label is not None, "meta": meta.to_json(), "files": {
+        "format": cf.format, "files": {k: str(v) for k, v in cf.files.items()},
+        "seg": str(cf.seg) if cf.seg else None, "folder": str(cf.folder)}}
+    if label is not None and src_crop is not None:
+        np.save(tmp / "labels" / f"{cf.case_id}.npy", np.ascontiguousarray(label))
+        np.save(tmp / "source_labels" / f"{cf.case_id}.npy", src_crop)
+        counts = np.bincount(src_crop.ravel(), minlength=5)
+        entry["label_counts"] = {str(k): int(counts[k]) for k in CLASS_LABELS[1:]}
+        entry["has_et"] = bool(counts[4] > 0)
+    return cf.case_id, entry
+
+
+def _collect(source: Path, fmt: str | None) -> tuple[str, list[CaseFiles], list[CaseFiles]]:
+    fmt = fmt or detect_format(source)
+    cases = list_cases(source, fmt)
+    udir = source / UNLABELED_DIR
+    extra = list_cases(udir) if udir.is_dir() and any(udir.iterdir()) else []
+    labeled = [c for c in cases if c.labeled]
+    unlabeled = [c for c in cases if not c.labeled] + extra
+    seen: dict[str, Path] = {}
+    for c in labeled + unlabeled:
+        if c.missing or c.duplicates:
+            require_complete(c)
+        if c.case_id in seen:
+            raise DataError(
+                f"{c.folder}: duplicate case ID {c.case_id} (also in {seen[c.case_id]}); case IDs must be unique"
+            )
+        seen[c.case_id] = c.folder
+    if not labeled and not unlabeled:
+        raise DataError(f"{source}: no cases found")
+    return fmt, labeled, unlabeled
+
+
+def prepare(
+    source: Path | str,
+    cache_root: Path | str | None = None,
+    *,
+    spacing: float | None = None,
+    normalization: str = "minmax",
+    fmt: str | None = None,
+    folds: int = 5,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    progress: bool = True,
+    workers: int = 1,
+) -> PreparedDataset:
+    """Prepare (or reuse) the cache of the dataset at ``source``; see the module docstring.
+
+    Returns the PreparedDataset at ``<cache_root>/<fingerprint>``; ``cache_root`` defaults to ``./.bench/cache``.
+    ``workers`` > 1 prepares cases in that many processes (same result, not part of the fingerprint).
+    """
+    if normalization not in NORMALIZATIONS:
+        raise SpecError(f"unknown normalization {normalization!r}; accepted: {', '.join(NORMALIZATIONS)}")
+    if spacing is not None and not spacing > 0:
+        raise SpecError(f"working spacing must be a positive number of mm, got {spacing}")
+    src = Path(source).resolve()
+    if not src.is_dir():
+        raise DataError(f"{source}: not a folder (expected a BraTS or MSD dataset folder)")
+    fmt, labeled, unlabeled = _collect(src, fmt)
+    params = {
+        "spacing": None if spacing is None else float(spacing), "normalization": normalization, "format": fmt,
+        "folds": int(folds), "test_fraction": float(test_fraction), "split_seed": int(split_seed),
+    }
+    files = [p for c in labeled + unlabeled for p in c.all_files()]
+    fp = fingerprint_sources(src, files, params)
+    croot = (Path(cache_root) if cache_root is not None else DEFAULT_CACHE_ROOT).resolve()
+    root = croot / fp
+    if (root / "dataset.json").is_file():
+        return PreparedDataset.open(root)
+    # validate split sizes before the long part
+    make_splits([c.case_id for c in labeled], [True] * len(labeled), folds, test_fraction, split_seed)
+
+    croot.mkdir(parents=True, exist_ok=True)
+    tmp = croot / f".tmp-{fp}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    for sub in ("images", "labels", "source_labels"):
+        (tmp / sub).mkdir(parents=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(labeled) + len(unlabeled), desc=f"preparing {src.name}", unit="case")
+    try:
+        entries: dict[str, dict] = {}
+        jobs = [(cf, tmp, spacing, normalization) for cf in labeled + unlabeled]
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: forking a process that already runs OpenMP/BLAS threads can hang
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+                for cid, entry in pool.map(_prepare_one, jobs):
+                    entries[cid] = entry
+                    if bar is not None:
+                        bar.update(1)
+        else:
+            for job in jobs:
+                cid, entry = _prepare_one(job)
+                entries[cid] = entry
+                if bar is not None:
+                    bar.update(1)
+        case_ids = sorted(c.case_id for c in labeled)
+        splits = make_splits(case_ids, [entries[c]["has_et"] for c in case_ids], folds, test_fraction, split_seed)
+        info = {
+            "version": PREPROCESS_VERSION, "fingerprint": fp, "source": str(src), "format": fmt,
+            "params": params, "case_ids": case_ids, "unlabeled_ids": sorted(c.case_id for c in unlabeled),
+            "cases": entries,
+        }
+        (tmp / "splits.json").write_text(json.dumps(splits, indent=1))
+        (tmp / "dataset.json").write_text(json.dumps(info, indent=1))
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not (root / "dataset.json").is_file():  # not a concurrent builder's finished copy
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return PreparedDataset.open(root)
