@@ -1,0 +1,20 @@
+"""BraTS evaluation: Dice, HD95, sensitivity, specificity with the BraTS 2017-2022 rules; `bench evaluate`.
+
+``metrics`` imports numpy and scipy only; ``evaluate`` (folder evaluation) adds nibabel through the readers.
+"""
+
+from bench.evaluation.metrics import (
+    METRIC_NAMES,
+    RegionMetrics,
+    dice,
+    evaluate_case,
+    hd95,
+    sensitivity,
+    specificity,
+    surface_distances,
+)
+
+__all__ = [
+    "METRIC_NAMES", "RegionMetrics", "dice", "evaluate_case", "hd95", "sensitivity", "specificity",
+    "surface_distances",
+]

@@ -1,0 +1,72 @@
+"""`bench evaluate`: score a folder of predictions against a dataset with the BraTS 2017-2022 rules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.evaluation.evaluate import Matching
+
+_FORMATS = ("brats2019", "brats2023", "msd")
+
+
+def _jobs(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return v
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score predictions against a dataset (Dice, HD95, sens., spec.)",
+        description="Match PRED/<ID>.nii.gz to the cases of the dataset GT, compute Dice, HD95 (medpy's "
+        "pooled definition), sensitivity and specificity for ET, TC and WT with the BraTS 2017-2022 "
+        "empty-mask rules, write the per-case CSV and print a Table-2 style summary. Predictions use the "
+        "label convention of GT.",
+    )
+    p.add_argument("--pred", required=True, metavar="PRED_DIR",
+                   help="folder of predictions named <ID>.nii.gz")
+    p.add_argument("--gt", required=True, metavar="GT_DIR",
+                   help="reference dataset folder (any supported layout)")
+    p.add_argument("--out", default=None, metavar="CSV",
+                   help="per-case CSV to write (default PRED_DIR/metrics.csv)")
+    p.add_argument("--format", choices=_FORMATS, default=None, help="layout of GT_DIR (default: detected)")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help="cases evaluated in parallel (default min(2, CPU count))")
+    p.set_defaults(handler=_handler)
+
+
+def _report_matching(matching: Matching, out: Path) -> None:
+    def show(title: str, items: list[str]) -> None:
+        if items:
+            shown = ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
+            print(f"bench: warning: {len(items)} {title}: {shown}", file=sys.stderr)
+
+    show("prediction(s) without a labeled case (not evaluated)",
+         [p.name for p in matching.predictions_without_case])
+    show("case(s) without a prediction (not evaluated)", matching.cases_without_prediction)
+    ignored = [p.name for p in matching.ignored if p.resolve() != out.resolve()]  # our own earlier CSV
+    show("file(s) in the prediction folder ignored (not named <ID>.nii.gz)", ignored)
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from bench.evaluation.evaluate import evaluate_folder, format_summary, write_csv
+
+    out = Path(args.out) if args.out else Path(args.pred) / "metrics.csv"
+    result = evaluate_folder(args.pred, args.gt, fmt=args.format, jobs=args.jobs,
+                             on_matched=lambda m: _report_matching(m, out))
+    write_csv(result.rows, out)
+    m = result.matching
+    print(f"evaluated {len(m.pairs)} case(s) of {args.gt} ({result.format}); "
+          f"{len(m.predictions_without_case)} prediction(s) without a case, "
+          f"{len(m.cases_without_prediction)} case(s) without a prediction")
+    print(format_summary(result.rows))
+    print(f"per-case metrics: {out}")
+    return 0

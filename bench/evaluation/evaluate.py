@@ -1,0 +1,372 @@
+"""Folder evaluation behind ``bench evaluate``: match predictions to cases, score them, summarise.
+
+Predictions are ``<PRED_DIR>/<ID>.nii.gz`` (or ``.nii``) files named like BraTS submissions, written in the
+label convention of the reference dataset (BraTS submissions are). The reference is a dataset folder in any
+layout ``bench.data.readers`` reads. Each matched pair is scored with :func:`evaluate_case` (BraTS 2017-2022
+rules, medpy's pooled HD95) using the spacing of the reference segmentation's header.
+
+Summary statistics (:func:`summary_table`) follow Table 2 of the paper: Mean, StdDev (sample standard
+deviation, ddof=1; 0.0 for a single case), Median, 25quantile, 75quantile (numpy's linear interpolation) per
+region and metric, penalised HD95 values (373.13) included.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import astuple, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data.formats import BRATS2019, FORMATS, HD95_PENALTY, REGIONS, to_brats
+from bench.data.readers import CaseFiles, detect_format, list_cases, load_nifti, read_label
+from bench.errors import DataError
+from bench.evaluation.metrics import METRIC_NAMES, RegionMetrics, evaluate_case
+
+__all__ = [
+    "CaseRow", "CSV_COLUMNS", "STATS", "Matching", "FolderResult", "match_predictions", "case_rows",
+    "evaluate_pair",
+    "evaluate_folder", "write_csv", "read_csv", "summary_table", "penalty_counts", "format_summary",
+]
+
+STATS: tuple[str, ...] = ("Mean", "StdDev", "Median", "25quantile", "75quantile")
+_METRIC_TITLES = {
+    "dice": "Dice", "hd95": "HD95 (mm)", "sensitivity": "Sensitivity", "specificity": "Specificity",
+}
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One line of the per-case CSV: the metrics of one region of one case."""
+
+    case_id: str
+    region: str
+    dice: float
+    hd95: float
+    sensitivity: float
+    specificity: float
+    penalty: bool
+
+
+CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CaseRow))
+
+
+@dataclass
+class Matching:
+    """Which prediction file goes with which reference case, and what is left over."""
+
+    pairs: list[tuple[Path, CaseFiles]]  # (prediction file, its reference case), sorted by case ID
+    predictions_without_case: list[Path] = field(default_factory=list)
+    cases_without_prediction: list[str] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)  # files in PRED_DIR that are not named like NIfTI
+
+
+@dataclass
+class FolderResult:
+    rows: list[CaseRow]
+    matching: Matching
+    format: str
+
+
+# ------------------------------------------------------------------------------------------------ matching
+
+
+def _nifti_id(name: str) -> str | None:
+    low = name.lower()
+    for ext in (".nii.gz", ".nii"):
+        if low.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return None
+
+
+def match_predictions(pred_dir: Path | str, gt_dir: Path | str, fmt: str | None = None) -> Matching:
+    """Pair every ``<ID>.nii.gz`` in ``pred_dir`` with the labeled case ``<ID>`` of the dataset ``gt_dir``.
+
+    Raises DataError when a folder is missing, when ``pred_dir`` holds no NIfTI file, or when no prediction
+    matches a labeled case.
+    """
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: prediction folder not found (expected a folder of <ID>.nii.gz files)")
+    if not gt_dir.is_dir():
+        raise DataError(f"{gt_dir}: ground-truth folder not found (expected a BraTS or MSD dataset folder)")
+    preds: dict[str, Path] = {}
+    ignored: list[Path] = []
+    for path in sorted(pred_dir.iterdir()):
+        if path.name.startswith("."):
+            continue
+        cid = _nifti_id(path.name) if path.is_file() else None
+        if cid is None:
+            ignored.append(path)
+            continue
+        if cid in preds:
+            raise DataError(f"{path}: a second prediction for case {cid} (also {preds[cid].name}); keep one")
+        preds[cid] = path
+    if not preds:
+        raise DataError(
+            f"{pred_dir}: no NIfTI predictions found (expected files named <ID>.nii.gz, one per case)"
+        )
+    cases = {cf.case_id: cf for cf in list_cases(gt_dir, fmt) if cf.seg is not None}
+    if not cases:
+        raise DataError(f"{gt_dir}: no case with a reference segmentation to evaluate against")
+    pairs = [(preds[cid], cases[cid]) for cid in sorted(preds) if cid in cases]
+    if not pairs:
+        shown = ", ".join(sorted(preds)[:3]) + (", ..." if len(preds) > 3 else "")
+        raise DataError(
+            f"{pred_dir}: no prediction matches a case of {gt_dir} (predictions: {shown}; "
+            f"case IDs look like {next(iter(sorted(cases)))}); name each file <case ID>.nii.gz"
+        )
+    return Matching(
+        pairs=pairs,
+        predictions_without_case=[preds[c] for c in sorted(preds) if c not in cases],
+        cases_without_prediction=[c for c in sorted(cases) if c not in preds],
+        ignored=ignored,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+
+def _prediction_labels(path: Path, raw: np.ndarray, fmt: str) -> np.ndarray:
+    """Validate the label values of a prediction written in ``fmt``'s convention; return BraTS 2019 labels."""
+    conv = FORMATS[fmt]
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)):
+            raise DataError(f"{path}: prediction has NaN or Inf voxels; expected labels {list(conv.labels)}")
+        rounded = np.rint(raw)
+        if not np.array_equal(rounded, raw):
+            raise DataError(f"{path}: prediction has non-integer values; expected labels {list(conv.labels)}")
+        raw = rounded
+    elif raw.dtype.kind not in "biu":
+        raise DataError(f"{path}: prediction has data type {raw.dtype}; expected integer labels")
+    lo, hi = raw.min(), raw.max()
+    if lo < 0 or hi > 255:
+        bad = [int(v) for v in (lo, hi) if v < 0 or v > 255]
+        raise DataError(
+            f"{path}: label values {bad} are outside the {conv.name} convention {list(conv.labels)}"
+        )
+    counts = np.bincount(raw.reshape(-1).astype(np.uint8), minlength=256)
+    bad = sorted(set(np.flatnonzero(counts).tolist()) - set(conv.labels))
+    if bad:
+        raise DataError(
+            f"{path}: label values {bad} are outside the {conv.name} convention {list(conv.labels)} "
+            "(predictions must use the label convention of the reference dataset)"
+        )
+    return to_brats(raw, conv)
+
+
+def case_rows(case_id: str, metrics: Mapping[str, RegionMetrics]) -> list[CaseRow]:
+    """The CSV rows of one case from :func:`evaluate_case`'s result (for callers that score in memory)."""
+    return [
+        CaseRow(case_id, r, m.dice, m.hd95, m.sensitivity, m.specificity, m.penalty)
+        for r, m in metrics.items()
+    ]
+
+
+def evaluate_pair(pred_path: Path, case_files: CaseFiles) -> list[CaseRow]:
+    """Score one prediction file against its reference case (a ``readers.CaseFiles``): one row per region.
+
+    Raises DataError when a file is unreadable, holds foreign labels, or the shapes differ.
+    """
+    gt, _, spacing = read_label(case_files)
+    raw, _, _ = load_nifti(pred_path)
+    if raw.shape != gt.shape:
+        raise DataError(
+            f"{pred_path}: prediction shape {tuple(raw.shape)} differs from the reference "
+            f"{Path(str(case_files.seg)).name} shape {tuple(gt.shape)}; predictions must be on the source "
+            "grid"
+        )
+    pred = _prediction_labels(pred_path, raw, case_files.format)
+    return case_rows(case_files.case_id, evaluate_case(pred, gt, spacing, BRATS2019))
+
+
+def _evaluate_job(job: tuple[Path, CaseFiles]) -> list[CaseRow]:
+    return evaluate_pair(*job)
+
+
+def default_jobs() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def evaluate_folder(
+    pred_dir: Path | str,
+    gt_dir: Path | str,
+    *,
+    fmt: str | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+    on_matched: Callable[[Matching], None] | None = None,
+) -> FolderResult:
+    """Evaluate every prediction of ``pred_dir`` that has a labeled case in ``gt_dir``.
+
+    Cases run in a process pool of ``jobs`` workers (default ``min(2, cpu count)``; 1 runs in-process) with a
+    tqdm bar on stderr. ``on_matched`` is called with the matching before scoring starts (to report
+    unmatched files early). Rows come sorted by case ID, then region (ET, TC, WT).
+    """
+    matching = match_predictions(pred_dir, gt_dir, fmt)
+    fmt = fmt or detect_format(gt_dir)
+    if on_matched is not None:
+        on_matched(matching)
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise DataError(f"--jobs {jobs}: expected a whole number >= 1")
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(matching.pairs), desc="evaluating", unit="case", disable=not progress)
+    rows: list[CaseRow] = []
+    try:
+        if jobs == 1 or len(matching.pairs) == 1:
+            for job in matching.pairs:
+                rows.extend(_evaluate_job(job))
+                bar.update(1)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # not "fork": callers (a training worker) may hold threads or a CUDA context
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload([__name__])  # import once in the server, not in every worker
+            with ProcessPoolExecutor(max_workers=min(jobs, len(matching.pairs)), mp_context=ctx) as pool:
+                futures = [pool.submit(_evaluate_job, job) for job in matching.pairs]
+                try:
+                    for fut in as_completed(futures):
+                        rows.extend(fut.result())
+                        bar.update(1)
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        bar.close()
+    order = {r: i for i, r in enumerate(REGIONS)}
+    rows.sort(key=lambda row: (row.case_id, order.get(row.region, len(order))))
+    return FolderResult(rows, matching, fmt)
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+
+
+def write_csv(rows: Iterable[CaseRow], path: Path | str) -> Path:
+    """Write the per-case CSV (``CSV_COLUMNS``; penalty as 0/1; floats at full precision) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(CSV_COLUMNS)
+            for row in rows:
+                values = list(astuple(row))
+                values[-1] = int(bool(values[-1]))
+                writer.writerow([repr(v) if isinstance(v, float) else v for v in values])
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_csv(path: Path | str) -> list[CaseRow]:
+    """Read a per-case CSV written by :func:`write_csv`. Raises DataError naming the file on bad content."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: missing columns {missing}; expected {list(CSV_COLUMNS)}")
+            return [_row_from_mapping(r) for r in reader]
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise DataError(f"{path}: bad value ({exc}); expected numbers in {list(METRIC_NAMES)}") from exc
+
+
+def _row_from_mapping(r: Mapping[str, Any]) -> CaseRow:
+    pen = r["penalty"]
+    if isinstance(pen, str):
+        pen = pen.strip().lower() in ("1", "true", "yes")
+    return CaseRow(
+        str(r["case_id"]), str(r["region"]), float(r["dice"]), float(r["hd95"]), float(r["sensitivity"]),
+        float(r["specificity"]), bool(pen),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ summary
+
+
+def _field(row: Any, key: str) -> Any:
+    return row[key] if isinstance(row, Mapping) else getattr(row, key)
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {s: math.nan for s in STATS}
+    a = np.asarray(values, dtype=np.float64)
+    return {
+        "Mean": float(a.mean()),
+        "StdDev": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+        "Median": float(np.median(a)),
+        "25quantile": float(np.percentile(a, 25)),
+        "75quantile": float(np.percentile(a, 75)),
+    }
+
+
+def summary_table(rows: Iterable[CaseRow | Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Table-2 statistics: ``{region: {metric: {stat: value}}}`` for REGIONS x METRIC_NAMES x STATS.
+
+    ``rows`` are :class:`CaseRow` objects or mappings with the CSV columns (values may be strings, e.g. from
+    ``csv.DictReader``). StdDev is the sample standard deviation (ddof=1, 0.0 for one case); quantiles use
+    numpy's linear interpolation; regions without rows get NaN.
+    """
+    values: dict[str, dict[str, list[float]]] = {r: {m: [] for m in METRIC_NAMES} for r in REGIONS}
+    for row in rows:
+        region = str(_field(row, "region"))
+        per_metric = values.setdefault(region, {m: [] for m in METRIC_NAMES})
+        for m in METRIC_NAMES:
+            per_metric[m].append(float(_field(row, m)))
+    return {r: {m: _stats(v) for m, v in per.items()} for r, per in values.items()}
+
+
+def penalty_counts(rows: Iterable[CaseRow | Mapping[str, Any]]) -> dict[str, int]:
+    """Number of cases per region whose HD95 is the 373.13 mm empty-mask penalty."""
+    counts = {r: 0 for r in REGIONS}
+    for row in rows:
+        pen = _field(row, "penalty")
+        if isinstance(pen, str):
+            pen = pen.strip().lower() in ("1", "true", "yes")
+        if pen:
+            region = str(_field(row, "region"))
+            counts[region] = counts.get(region, 0) + 1
+    return counts
+
+
+def format_summary(rows: list[CaseRow] | list[Mapping[str, Any]]) -> str:
+    """The Table-2 style summary as text: one block per metric, regions as columns, then penalty counts."""
+    table = summary_table(rows)
+    penalties = penalty_counts(rows)
+    regions = list(table)
+    n_cases = len({str(_field(r, "case_id")) for r in rows})
+    lines = [f"{n_cases} case{'s' if n_cases != 1 else ''}; HD95 = medpy's pooled 95th percentile (mm); "
+             f"BraTS 2017-2022 empty-mask rules"]
+    for m in METRIC_NAMES:
+        lines.append("")
+        lines.append(f"{_METRIC_TITLES[m]:<12}" + "".join(f"{r:>10}" for r in regions))
+        digits = 3 if m == "hd95" else 4
+        for s in STATS:
+            lines.append(f"{s:<12}" + "".join(f"{table[r][m][s]:>10.{digits}f}" for r in regions))
+    lines.append("")
+    lines.append(
+        f"HD95 penalty {HD95_PENALTY} mm (exactly one mask empty): "
+        + ", ".join(f"{r} {penalties.get(r, 0)}" for r in regions)
+        + " case(s)"
+    )
+    return "\n".join(lines)
