@@ -1,0 +1,401 @@
+"""Build a whole report: read the results database, compute, write every format and figure.
+
+The one function the CLI, the tests and the benchmark call is :func:`build_report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import StoreError
+from bench.report import appendix as appendix_mod
+from bench.report import tables
+from bench.report.tables import Analysis, ReportData
+from bench.report.text import write_text_atomic
+
+__all__ = ["FORMATS", "ReportResult", "load_report_data", "build_report", "default_results_url", "hide_password"]
+
+FORMATS: tuple[str, ...] = ("latex", "markdown", "csv", "html")
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` wrote: the folder, every file, the numbers and any notes for the user."""
+
+    out_dir: Path
+    files: list[Path]
+    analysis: Analysis
+    notes: list[str] = field(default_factory=list)
+
+
+def default_results_url(workspace: Path | str | None = None) -> str:
+    ws = Path(workspace or ".").resolve()
+    return f"sqlite:///{ws / '.bench' / 'results.db'}"
+
+
+def hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _record_dict(rec: Any) -> dict[str, Any]:
+    if rec is None:
+        return {}
+    if isinstance(rec, dict):
+        return dict(rec)
+    if dataclasses.is_dataclass(rec) and not isinstance(rec, type):
+        return dataclasses.asdict(rec)
+    if hasattr(rec, "_asdict"):
+        return dict(rec._asdict())
+    return {k: v for k, v in vars(rec).items() if not k.startswith("_")}
+
+
+# The record may name its fields a little differently; these are the names looked for, in order.
+_ALIASES = {
+    "spec": ("spec", "spec_toml", "spec_text", "toml"),
+    "design": ("design",),
+    "factors": ("factors",),
+    "baseline": ("baseline", "baseline_label"),
+    "mlflow_parent_run_id": ("mlflow_parent_run_id", "parent_run_id", "mlflow_run_id"),
+    "mlflow_experiment_name": ("mlflow_experiment_name", "mlflow_experiment", "name"),
+    "optuna_storage": ("optuna_storage", "storage", "storage_url"),
+    "study_name": ("study_name", "optuna_study", "optuna_study_name"),
+}
+
+
+def _normalise_record(raw: dict[str, Any]) -> dict[str, Any]:
+    out = dict(raw)
+    for key, names in _ALIASES.items():
+        for n in names:
+            if raw.get(n) not in (None, ""):
+                out[key] = raw[n]
+                break
+    ids = raw.get("mlflow_ids") or raw.get("mlflow") or {}
+    if isinstance(ids, dict):
+        for k in ("parent_run_id", "run_id"):
+            if ids.get(k) and not out.get("mlflow_parent_run_id"):
+                out["mlflow_parent_run_id"] = ids[k]
+    factors = out.get("factors")
+    if isinstance(factors, str):
+        out["factors"] = [f.strip() for f in re.split(r"[,\s]+", factors) if f.strip()]
+    elif isinstance(factors, dict):
+        out["factors"] = list(factors)
+    return out
+
+
+def _experiment_names(df: pd.DataFrame) -> list[str]:
+    if df is None or df.empty:
+        return []
+    col = next((c for c in ("name", "experiment", "experiment_name") if c in df.columns), df.columns[0])
+    d = df
+    for t in ("created_at", "updated_at", "experiment_id", "id"):
+        if t in df.columns:
+            d = df.sort_values(t, kind="mergesort")
+            break
+    return [str(x) for x in d[col]]
+
+
+def _sqlite_path(url: str) -> Path | None:
+    s = str(url)
+    if "://" not in s:
+        return Path(s)
+    if s.startswith("sqlite:///"):
+        path = s[len("sqlite:///"):].split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
+    return None
+
+
+def load_report_data(url: str, experiment: str | None = None) -> ReportData:
+    """Read one experiment from the results database (default: the only or most recent one)."""
+    from bench.store import queries
+
+    sqlite_path = _sqlite_path(url)
+    if sqlite_path is not None and not sqlite_path.exists():
+        raise StoreError(f"no results database at {sqlite_path}; run `bench run` first, or pass --results URL")
+    try:
+        names = _experiment_names(queries.experiments(url))
+    except StoreError:
+        raise
+    except Exception as exc:  # an unreachable server, a file that is not a results DB, ...
+        raise StoreError(f"cannot read the results database {hide_password(url)}: {exc}") from exc
+    if not names:
+        raise StoreError(f"the results database {hide_password(url)} has no experiment yet; run `bench run` first")
+    if experiment is None:
+        experiment = names[-1]
+    elif experiment not in names:
+        raise StoreError(f"unknown experiment {experiment!r} in {hide_password(url)}; known experiments: {', '.join(names)}")
+    conf = queries.configurations(url, experiment)
+    return ReportData(
+        experiment=experiment,
+        configurations=conf,
+        cells=queries.cells(url, experiment),
+        case_metrics=queries.case_metrics(url, experiment),
+        curves=queries.curves(url, experiment),
+        record=_normalise_record(_record_dict(queries.experiment_record(url, experiment))),
+    )
+
+
+def _safe_dirname(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "experiment"
+
+
+def _open_study(storage: Any, experiment: str) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if isinstance(storage, (str, Path)) and "://" not in str(storage):
+        from optuna.storages.journal import JournalFileBackend
+
+        if not Path(storage).exists():
+            raise FileNotFoundError(f"no Optuna journal at {storage}")
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
+    elif isinstance(storage, str) and storage.startswith(("postgresql://", "postgres://")):
+        storage = "postgresql+psycopg://" + storage.split("://", 1)[1]
+    last: Exception | None = None
+    for name in (f"bench:{experiment}", experiment):  # the runner's queue names its study bench:<experiment>
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except KeyError as exc:
+            last = exc
+    raise last or KeyError(experiment)
+
+
+def _flat_params(toggles: dict[str, int], params: Any) -> dict[str, float]:
+    out: dict[str, float] = {f"trick.{k}": float(v) for k, v in toggles.items()}
+    if isinstance(params, dict):
+        for trick, ps in params.items():
+            if isinstance(ps, dict):
+                for k, v in ps.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        out[f"{trick}.{k}"] = float(v)
+    return out
+
+
+def _importances_from_results(a: Analysis, data: ReportData) -> pd.DataFrame:
+    """fANOVA importances over the configurations of the results DB (objective: mean test Dice)."""
+    import optuna
+    from optuna.distributions import BaseDistribution, FloatDistribution
+
+    conf = data.configurations.set_index("configuration_id")
+    rows = []
+    for i, cid in enumerate(a.configuration_ids):
+        if a.has_data(i):
+            params = conf.loc[cid, "params"] if "params" in conf else {}
+            rows.append((_flat_params(a.toggles[i], params), float(a.objective[i])))
+    keys = sorted(set.intersection(*(set(p) for p, _ in rows))) if rows else []
+    dists: dict[str, BaseDistribution] = {}
+    for k in keys:
+        vals = [p[k] for p, _ in rows]
+        if max(vals) > min(vals):
+            dists[k] = FloatDistribution(min(vals), max(vals))
+    if len(rows) < 2 or not dists:
+        raise ValueError("fewer than two configurations with results or no parameter that varies")
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([
+        optuna.trial.create_trial(params={k: p[k] for k in dists}, distributions=dists, value=v) for p, v in rows
+    ])
+    imp = optuna.importance.get_param_importances(study)
+    return pd.DataFrame({"parameter": list(imp), "importance": [float(v) for v in imp.values()]})
+
+
+def _importances(a: Analysis, data: ReportData, workspace: Path | None, storage: str | None) -> None:
+    """Parameter importances of an Optuna search: from its study when the storage is readable, otherwise
+    reconstructed from the results database, with a note saying which."""
+    if a.design != "optuna":
+        return
+    ws = Path(workspace or ".")
+    where = storage or str(ws / ".bench" / "optuna.journal")
+    why = ""
+    try:
+        study = _open_study(where, data.experiment)
+        imp = __import__("optuna").importance.get_param_importances(study)
+        a.importances = pd.DataFrame({"parameter": list(imp), "importance": [float(v) for v in imp.values()]})
+        done = sum(1 for t in study.trials if t.value is not None)
+        a.importances_note = f"fANOVA (optuna.importance) over the {done} finished trials of study {study.study_name}"
+        return
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    try:
+        a.importances = _importances_from_results(a, data)
+        a.importances_note = (
+            f"the Optuna storage {hide_password(where)} could not be read ({why}); fANOVA over the "
+            f"{int(sum(a.has_data(i) for i in range(len(a.labels))))} configurations of the results database "
+            "instead, objective = mean test Dice"
+        )
+    except Exception as exc:
+        a.importances = None
+        a.importances_note = (
+            f"not computed: the Optuna storage {hide_password(where)} could not be read ({why}), and the results "
+            f"database gives no usable substitute ({type(exc).__name__}: {exc})"
+        )
+
+
+def _log_mlflow(paths: list[Path], data: ReportData, workspace: Path | None, tracking_uri: str | None) -> str | None:
+    """Attach the figures to the experiment's MLflow parent run; a failure is a note, never an error."""
+    run_id = data.record.get("mlflow_parent_run_id")
+    if not run_id or not paths:
+        return None
+    try:
+        from bench.runner import tracking
+
+        ws = Path(workspace or ".")
+        if tracking_uri is None:
+            db = ws / ".bench" / "mlflow.db"
+            if not db.exists():  # never create an MLflow store as a side effect of a report
+                return None
+            tracking_uri = tracking.default_tracking_uri(ws)
+        tracker = tracking.Tracker(
+            tracking_uri, str(data.record.get("mlflow_experiment_name") or data.experiment),
+            tracking.default_artifact_root(ws),
+        )
+        import warnings
+
+        with warnings.catch_warnings():  # the failure becomes the report's note instead
+            warnings.simplefilter("ignore")
+            ok = tracker.log_parent_artifacts(str(run_id), [str(p) for p in paths], artifact_path="report")
+    except Exception as exc:  # the report never fails because MLflow does
+        return f"figures not logged to MLflow ({type(exc).__name__}: {exc})"
+    if not ok:
+        return f"figures not logged to MLflow ({getattr(tracker, 'last_error', None) or 'unknown error'})"
+    return f"figures logged to MLflow run {run_id} (artifacts/report)"
+
+
+def _csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, float_format="%.6g")
+
+
+def build_report(
+    results: str | ReportData,
+    experiment: str | None = None,
+    *,
+    out: Path | str = "reports",
+    formats: Sequence[str] = FORMATS,
+    baseline: str | None = None,
+    config: str | None = None,
+    plots: bool = True,
+    pdf: bool | None = None,
+    workspace: Path | str | None = None,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    log_mlflow: bool = True,
+    n_boot: int = 2000,
+    seed: int = 0,
+    progress: bool = False,
+) -> ReportResult:
+    """Write the report of one experiment into ``<out>/<experiment>/`` and return what was written.
+
+    ``results``: a results-database URL or an already loaded :class:`ReportData`. ``formats``: any of
+    latex, markdown, csv, html. ``pdf``: compile report.tex with pdflatex (None: when pdflatex is installed and
+    LaTeX is asked for). ``storage``: the Optuna storage of a search (default: the workspace's journal).
+    ``baseline`` / ``config``: labels for the tests and for Table 2. Unknown experiments or
+    labels raise :class:`StoreError` naming the known ones.
+    """
+    from tqdm import tqdm
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise StoreError(f"unknown report format(s) {', '.join(bad)}; accepted: {', '.join(FORMATS)}")
+    data = results if isinstance(results, ReportData) else load_report_data(results, experiment)
+    steps = tqdm(total=4 + len(formats), desc="report", unit="step", disable=not progress, leave=False)
+    a = tables.analyse(data, baseline=baseline, config=config, n_boot=n_boot, seed=seed)
+    _importances(a, data, Path(workspace) if workspace else None, storage)
+    ap = appendix_mod.build_appendix(data)
+    steps.update(1)
+    out_dir = Path(out) / _safe_dirname(data.experiment)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    notes: list[str] = []
+    figures: list[tuple[str, str]] = []
+    if plots:
+        from bench.report import plots as plots_mod
+
+        fig_paths = plots_mod.make_plots(a, data.curves, out_dir)
+        files += fig_paths
+        stems = list(dict.fromkeys(p.stem for p in fig_paths))
+        figures = [(s, plots_mod.CAPTIONS[s]) for s in stems]
+        if log_mlflow:
+            note = _log_mlflow(fig_paths, data, Path(workspace) if workspace else None, tracking_uri)
+            if note:
+                notes.append(note)
+    steps.update(1)
+    if ap.spec:
+        files.append(write_text_atomic(out_dir / "spec.toml", ap.spec if ap.spec.endswith("\n") else ap.spec + "\n"))
+    if "latex" in formats:
+        from bench.report import latex
+
+        head = latex.FRAGMENT_HEADER.format(experiment=latex.escape(data.experiment))
+        files.append(write_text_atomic(out_dir / "table1.tex", head + latex.table1(a)))
+        files.append(write_text_atomic(out_dir / "table2.tex", head + latex.table2(a)))
+        files.append(write_text_atomic(out_dir / "stats.tex", head + latex.stats_tables(a)))
+        files.append(write_text_atomic(out_dir / "effects.tex", head + latex.effects(a)))
+        files.append(write_text_atomic(out_dir / "appendix.tex", head + latex.appendix(ap)))
+        tex_figs = [(f"{s}.pdf", c) for s, c in figures]
+        tex = write_text_atomic(out_dir / "report.tex", latex.document(a, ap, tex_figs))
+        files.append(tex)
+        import shutil
+
+        if pdf or (pdf is None and shutil.which("pdflatex")):
+            try:
+                files.append(latex.compile_pdf(tex))
+            except RuntimeError as exc:
+                if pdf:
+                    raise
+                notes.append(f"report.pdf not built: {str(exc).splitlines()[0]}")
+        steps.update(1)
+    if "markdown" in formats:
+        from bench.report import markdown
+
+        files.append(write_text_atomic(out_dir / "table1.md", markdown.table1(a)))
+        files.append(write_text_atomic(out_dir / "table2.md", markdown.table2(a)))
+        files.append(write_text_atomic(out_dir / "effects.md", markdown.effects(a) or "No factorial effects.\n"))
+        files.append(write_text_atomic(out_dir / "report.md", markdown.document(a, ap, [(f"{s}.png", c) for s, c in figures])))
+        steps.update(1)
+    if "csv" in formats:
+        files.append(write_text_atomic(out_dir / "table1.csv", _csv(a.table1_frame())))
+        t2 = a.table2.copy()
+        t2.insert(0, "statistic", t2.index)
+        files.append(write_text_atomic(out_dir / "table2.csv", _csv(t2)))
+        if a.effects is not None:
+            files.append(write_text_atomic(out_dir / "effects.csv", _csv(a.effects)))
+        if a.importances is not None:
+            files.append(write_text_atomic(out_dir / "importances.csv", _csv(a.importances)))
+        files.append(write_text_atomic(out_dir / "case_values.csv", _csv(_case_frame(a))))
+        files.append(write_text_atomic(out_dir / "cells.csv", _csv(ap.timings)))
+        if not ap.trick_cost.empty:
+            files.append(write_text_atomic(out_dir / "trick_cost.csv", _csv(ap.trick_cost)))
+        steps.update(1)
+    if "html" in formats:
+        from bench.report import html
+
+        files.append(write_text_atomic(out_dir / "report.html", html.document(a, ap, [(f"{s}.png", c) for s, c in figures])))
+        steps.update(1)
+    steps.close()
+    if a.effects_note:
+        notes.append(a.effects_note)
+    return ReportResult(out_dir=out_dir, files=files, analysis=a, notes=notes)
+
+
+def _case_frame(a: Analysis) -> pd.DataFrame:
+    """Per-case values (mean over replicates) of every configuration, long format with one column per metric."""
+    frames = []
+    for i, label in enumerate(a.labels):
+        if not a.has_data(i):
+            continue
+        cols: dict[str, Any] = {"label": label, "case_id": a.case_ids}
+        for m in tables.METRICS:
+            cols[f"{m[0]}_{m[1]}"] = a.case_values[m][i]
+        frames.append(pd.DataFrame(cols))
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return df.dropna(how="all", subset=[c for c in df.columns if c not in ("label", "case_id")]) if not df.empty else df
+
