@@ -63,24 +63,38 @@ def _lut(mapping: dict[int, int]) -> np.ndarray:
     return lut
 
 
+def _apply(label: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    """Look ``label`` up in ``mapping`` without a full-size int64 temporary; unknown values become 255."""
+    a = np.asarray(label)
+    lut = _lut(mapping)
+    if a.dtype == np.uint8:
+        return lut[a]
+    if a.dtype.kind == "f":
+        a = np.rint(a)
+    inside = (a >= 0) & (a <= 255)
+    out = lut[np.where(inside, a, 255).astype(np.uint8)]
+    out[~inside] = 255
+    return out
+
+
 def to_brats(label: np.ndarray, convention: LabelConvention) -> np.ndarray:
     """Map a label map of ``convention`` to BraTS 2019 labels (uint8). Unknown values become 255."""
-    return _lut(convention.to_brats2019)[np.asarray(label).astype(np.int64) & 0xFF]
+    return _apply(label, convention.to_brats2019)
 
 
 def from_brats(label: np.ndarray, convention: LabelConvention) -> np.ndarray:
     """Map BraTS 2019 labels to ``convention`` (uint8)."""
-    return _lut(convention.from_brats2019)[np.asarray(label).astype(np.int64) & 0xFF]
+    return _apply(label, convention.from_brats2019)
 
 
 def brats_to_classes(label: np.ndarray) -> np.ndarray:
     """BraTS 2019 labels {0,1,2,4} -> class indices {0,1,2,3} (uint8)."""
-    return _lut({lab: i for i, lab in enumerate(CLASS_LABELS)})[np.asarray(label).astype(np.int64) & 0xFF]
+    return _apply(label, {lab: i for i, lab in enumerate(CLASS_LABELS)})
 
 
 def classes_to_brats(classes: np.ndarray) -> np.ndarray:
     """Class indices {0,1,2,3} -> BraTS 2019 labels {0,1,2,4} (uint8)."""
-    return np.asarray(CLASS_LABELS, dtype=np.uint8)[np.asarray(classes).astype(np.int64)]
+    return _apply(classes, dict(enumerate(CLASS_LABELS)))
 
 
 def region_masks(label: np.ndarray, convention: LabelConvention = BRATS2019) -> dict[str, np.ndarray]:
