@@ -1,0 +1,448 @@
+"""Bookkeeping in the results database: experiments and cells registered from a plan, cell and training
+leases with heartbeats, results written atomically.
+
+The results database is the source of truth of "done" and the guard against double work:
+
+- a worker *claims* a cell with a compare-and-set ``UPDATE`` (state, attempts and heartbeat unchanged since it
+  read them); a cell can be claimed when ``queued``, or when ``running`` but its holder's heartbeat is older than
+  the timeout (the holder died) or its holder is a dead process on this host;
+- the holder refreshes ``heartbeat_at`` every few seconds; a refresh that matches no row means the lease was
+  taken over, and the worker stops the cell;
+- ``finish_cell`` stores the per-case metrics and flips the state to ``done`` in one transaction, only if the
+  worker still holds the lease, so no cell is ever recorded twice;
+- trainings are locked the same way (a row per training key), so two workers never train one key at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bench.errors import SpecError
+from bench.runner.plan import Plan, PlannedConfiguration
+from bench.store.models import (
+    CaseMetric,
+    Cell,
+    CellTraining,
+    Configuration,
+    CurvePoint,
+    Experiment,
+    Training,
+    utcnow,
+)
+from bench.store.session import ResultsStore
+
+__all__ = [
+    "worker_id", "register_experiment", "add_configuration", "requeue_failed", "claim_cell", "heartbeat_cell",
+    "finish_cell", "fail_cell", "release_cell", "claim_training", "heartbeat_training", "finish_training",
+    "fail_training", "release_training", "CellInfo", "cell_info", "unfinished_cells", "is_stale",
+]
+
+_HOST = socket.gethostname()
+
+
+def worker_id() -> str:
+    """``host:pid:random``: unique per worker process; the host and pid let a worker on the same host see that a
+    holder process is gone without waiting for the heartbeat timeout."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _holder_dead(holder: str | None) -> bool:
+    if not holder:
+        return True
+    parts = holder.split(":")
+    if len(parts) < 3 or parts[0] != _HOST:
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return holder not in _live_ids
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # A zombie (killed, not yet reaped) is dead too.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+#: worker ids alive in this process (a lease held by another id of this pid belongs to an ended worker)
+_live_ids: set[str] = set()
+
+
+def register_live(worker: str, alive: bool = True) -> None:
+    (_live_ids.add if alive else _live_ids.discard)(worker)
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    if t is None:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
+
+
+def is_stale(holder: str | None, heartbeat_at: dt.datetime | None, timeout: float) -> bool:
+    """A lease is stale when its heartbeat is older than ``timeout`` seconds or its holder process is gone."""
+    hb = _aware(heartbeat_at)
+    if hb is None or (utcnow() - hb).total_seconds() > timeout:
+        return True
+    return _holder_dead(holder)
+
+
+# ---------------------------------------------------------------------------------------------- registration
+
+
+def _same_core(old_text: str, spec: Any) -> list[str]:
+    from bench.runner.spec import parse_spec
+
+    try:
+        old = parse_spec(old_text, "stored spec", check_data=False)
+    except Exception:  # noqa: BLE001 - a stored spec of an older version: compare nothing
+        return []
+    diffs = []
+    a, b = old.core(), spec.core()
+    for section in a:
+        if a[section] != b[section]:
+            if isinstance(a[section], dict) and isinstance(b[section], dict):
+                for k in sorted(set(a[section]) | set(b[section])):
+                    if a[section].get(k) != b[section].get(k):
+                        diffs.append(f"{section}.{k}: {a[section].get(k)!r} -> {b[section].get(k)!r}")
+            else:
+                diffs.append(f"{section}: {a[section]!r} -> {b[section]!r}")
+    return diffs
+
+
+def check_extension(store: ResultsStore, spec: Any) -> None:
+    """Refuse (SpecError, nothing written) a spec that reuses an experiment name with other data/budget."""
+    with store.session() as s:
+        exp = s.scalar(select(Experiment).where(Experiment.name == spec.name))
+        if exp is None:
+            return
+        diffs = _same_core(exp.spec_toml, spec)
+        if exp.design != spec.design and not (exp.design in ("full", "ladder", "list")
+                                              and spec.design in ("full", "ladder", "list")):
+            diffs.append(f"design: {exp.design!r} -> {spec.design!r}")
+    if diffs:
+        raise SpecError(
+            f"{spec.source}: experiment {spec.name!r} already exists in the results database with other settings "
+            f"({'; '.join(diffs[:4])}); an experiment may only be extended (factors, rows, folds, seeds). "
+            "Give the spec a new name, or use another --results database"
+        )
+
+
+def register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tuple[int, str]]:
+    """Create or extend the experiment and its configurations and cells; returns ``[(cell_id, state)]`` of the
+    plan's cells in design order. Existing cells keep their state (finished cells are never touched)."""
+    check_extension(store, spec)
+    baseline = spec.baseline_label if spec.design in ("ladder", "full") else (
+        spec.rows[0].label if spec.rows else None)
+    with store.session() as s:
+        exp = s.scalar(select(Experiment).where(Experiment.name == spec.name))
+        if exp is None:
+            exp = Experiment(name=spec.name, design=spec.design, spec_toml=spec.text, spec_hash=spec.hash,
+                             factors=list(spec.factors), baseline_label=baseline, objective=spec.objective)
+            s.add(exp)
+            s.flush()
+        else:
+            exp.design, exp.spec_toml, exp.spec_hash = spec.design, spec.text, spec.hash
+            exp.factors, exp.baseline_label = list(spec.factors), baseline
+        existing = {c.config_hash: c for c in s.scalars(
+            select(Configuration).where(Configuration.experiment_id == exp.id))}
+        n_planned = len(plan.configurations)
+        # Configurations the spec no longer lists keep their results, after the planned ones.
+        for extra, c in enumerate(sorted((c for h, c in existing.items()
+                                          if h not in {p.config_hash for p in plan.configurations}),
+                                         key=lambda c: c.position)):
+            c.position = n_planned + extra
+        conf_ids: dict[str, int] = {}
+        for pc in plan.configurations:
+            row = existing.get(pc.config_hash)
+            if row is None:
+                row = _new_configuration(exp.id, pc)
+                s.add(row)
+                s.flush()
+            else:
+                row.label, row.position, row.toggles, row.refused = pc.label, pc.position, pc.toggles, pc.refused
+                row.tricks = list(pc.tricks)
+            conf_ids[pc.config_hash] = row.id
+        cells = {(c.configuration_id, c.fold, c.seed): c for c in s.scalars(
+            select(Cell).where(Cell.experiment_id == exp.id))}
+        out = []
+        for pcell in plan.cells:
+            cid = conf_ids[pcell.configuration.config_hash]
+            cell = cells.get((cid, pcell.fold, pcell.seed))
+            if cell is None:
+                refused = pcell.configuration.refused
+                cell = Cell(experiment_id=exp.id, configuration_id=cid, fold=pcell.fold, seed=pcell.seed,
+                            state="skipped" if refused else "queued", error=refused, packages={}, attempts=0)
+                s.add(cell)
+                s.flush()
+            out.append((cell.id, cell.state))
+    return out
+
+
+def _new_configuration(experiment_id: int, pc: PlannedConfiguration) -> Configuration:
+    return Configuration(experiment_id=experiment_id, label=pc.label, position=pc.position,
+                         config_hash=pc.config_hash, tricks=list(pc.tricks), toggles=pc.toggles, params=pc.params,
+                         refused=pc.refused)
+
+
+def add_configuration(store: ResultsStore, experiment: str, pc: PlannedConfiguration, folds: Iterable[int],
+                      seeds: Iterable[int]) -> list[int]:
+    """Add one configuration (an Optuna trial's) with its cells, or find the existing one; returns cell ids."""
+    with store.session() as s:
+        exp = s.scalar(select(Experiment).where(Experiment.name == experiment))
+        assert exp is not None
+        conf = s.scalar(select(Configuration).where(Configuration.experiment_id == exp.id,
+                                                    Configuration.config_hash == pc.config_hash))
+        if conf is None:
+            n = len(s.scalars(select(Configuration.id).where(Configuration.experiment_id == exp.id)).all())
+            conf = _new_configuration(exp.id, pc)
+            conf.position = n
+            s.add(conf)
+            s.flush()
+        ids = []
+        for fold in folds:
+            for seed in seeds:
+                cell = s.scalar(select(Cell).where(Cell.configuration_id == conf.id, Cell.fold == fold,
+                                                   Cell.seed == seed))
+                if cell is None:
+                    cell = Cell(experiment_id=exp.id, configuration_id=conf.id, fold=fold, seed=seed,
+                                state="queued", packages={}, attempts=0)
+                    s.add(cell)
+                    s.flush()
+                ids.append(cell.id)
+        return ids
+
+
+def requeue_failed(store: ResultsStore, cell_ids: Iterable[int]) -> int:
+    """``--retry-failed``: failed cells of the plan go back to queued; returns how many."""
+    ids = list(cell_ids)
+    with store.session() as s:
+        res = s.execute(update(Cell).where(Cell.id.in_(ids), Cell.state == "failed")
+                        .values(state="queued", error=None, worker=None, heartbeat_at=None))
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class CellInfo:
+    cell_id: int
+    experiment: str
+    label: str
+    fold: int
+    seed: int
+    state: str
+    tricks: tuple[str, ...]
+    params: dict[str, dict[str, Any]]
+    toggles: dict[str, int]
+    config_hash: str
+    worker: str | None
+    heartbeat_at: dt.datetime | None
+    attempts: int
+
+
+def cell_info(store: ResultsStore, cell_id: int) -> CellInfo | None:
+    with store.session() as s:
+        row = s.execute(
+            select(Cell, Configuration, Experiment.name)
+            .join(Configuration, Cell.configuration_id == Configuration.id)
+            .join(Experiment, Cell.experiment_id == Experiment.id)
+            .where(Cell.id == cell_id)
+        ).first()
+        if row is None:
+            return None
+        c, conf, name = row
+        return CellInfo(c.id, name, conf.label, c.fold, c.seed, c.state, tuple(conf.tricks), dict(conf.params),
+                        dict(conf.toggles), conf.config_hash, c.worker, c.heartbeat_at, c.attempts)
+
+
+def unfinished_cells(store: ResultsStore, cell_ids: Iterable[int]) -> list[tuple[int, str, str | None, Any]]:
+    """``[(cell_id, state, worker, heartbeat_at)]`` of the cells still queued or running."""
+    ids = list(cell_ids)
+    with store.session() as s:
+        return [tuple(r) for r in s.execute(  # type: ignore[misc]
+            select(Cell.id, Cell.state, Cell.worker, Cell.heartbeat_at)
+            .where(Cell.id.in_(ids), Cell.state.in_(("queued", "running")))
+        ).all()]
+
+
+# ---------------------------------------------------------------------------------------------- cell leases
+
+
+def claim_cell(store: ResultsStore, cell_id: int, worker: str, device: str, timeout: float) -> bool:
+    """Take the lease of a cell (compare-and-set). False when it is done/failed/skipped or held by a live worker."""
+    with store.session() as s:
+        c = s.get(Cell, cell_id)
+        if c is None:
+            return False
+        if c.state == "running" and c.worker == worker:
+            return True
+        if c.state == "running" and not is_stale(c.worker, c.heartbeat_at, timeout):
+            return False
+        if c.state not in ("queued", "running"):
+            return False
+        hb_cond = Cell.heartbeat_at.is_(None) if c.heartbeat_at is None else Cell.heartbeat_at == c.heartbeat_at
+        now = utcnow()
+        res = s.execute(
+            update(Cell)
+            .where(Cell.id == cell_id, Cell.state == c.state, Cell.attempts == c.attempts, hb_cond)
+            .values(state="running", worker=worker, device=device, heartbeat_at=now, started_at=now,
+                    attempts=c.attempts + 1, error=None, finished_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def heartbeat_cell(store: ResultsStore, cell_id: int, worker: str) -> bool:
+    """Refresh the lease; False when the worker no longer holds it (it must stop the cell)."""
+    with store.session() as s:
+        res = s.execute(update(Cell).where(Cell.id == cell_id, Cell.worker == worker, Cell.state == "running")
+                        .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def finish_cell(store: ResultsStore, cell_id: int, worker: str, metrics: list[dict[str, Any]],
+                training_keys: list[str], **fields: Any) -> bool:
+    """Store the per-case metrics and mark the cell done, in one transaction, if ``worker`` still holds it."""
+    with store.session() as s:
+        res = s.execute(
+            update(Cell).where(Cell.id == cell_id, Cell.worker == worker, Cell.state == "running")
+            .values(state="done", finished_at=utcnow(), heartbeat_at=utcnow(), error=None, **fields)
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        s.execute(delete(CaseMetric).where(CaseMetric.cell_id == cell_id))
+        s.execute(delete(CellTraining).where(CellTraining.cell_id == cell_id))
+        s.add_all(CaseMetric(cell_id=cell_id, **m) for m in metrics)
+        s.add_all(CellTraining(cell_id=cell_id, training_key=k) for k in dict.fromkeys(training_keys))
+    return True
+
+
+def fail_cell(store: ResultsStore, cell_id: int, worker: str, error: str, **fields: Any) -> bool:
+    with store.session() as s:
+        res = s.execute(
+            update(Cell).where(Cell.id == cell_id, Cell.worker == worker, Cell.state == "running")
+            .values(state="failed", error=error[:4000], finished_at=utcnow(), **fields)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_cell(store: ResultsStore, cell_id: int, worker: str) -> bool:
+    """Give a cell back to the queue (Ctrl-C): the next run continues it from its training's last checkpoint."""
+    with store.session() as s:
+        res = s.execute(
+            update(Cell).where(Cell.id == cell_id, Cell.worker == worker, Cell.state == "running")
+            .values(state="queued", worker=None, heartbeat_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------- training locks
+
+
+def claim_training(store: ResultsStore, key: str, fold: int, seed: int, worker: str, timeout: float,
+                   items: dict[str, Any] | None = None, out_dir: str | None = None,
+                   device: str | None = None) -> tuple[str, Training | None]:
+    """Lock a training key. Returns ``("done", row)`` when it finished before, ``("claimed", row)`` when this
+    worker now holds it (new, failed before, or its holder died), ``("busy", row)`` when a live worker trains it."""
+    now = utcnow()
+    try:
+        with store.session() as s:
+            s.add(Training(key=key, fold=fold, seed=seed, state="running", holder=worker, heartbeat_at=now,
+                           items=items or {}, out_dir=out_dir, device=device))
+        return "claimed", None
+    except IntegrityError:
+        pass
+    with store.session() as s:
+        t = s.get(Training, key)
+        assert t is not None
+        if t.state == "done":
+            return "done", t
+        if t.holder == worker and t.state == "running":
+            return "claimed", t
+        if t.state == "running" and not is_stale(t.holder, t.heartbeat_at, timeout):
+            return "busy", t
+        hb_cond = (Training.heartbeat_at.is_(None) if t.heartbeat_at is None
+                   else Training.heartbeat_at == t.heartbeat_at)
+        holder_cond = Training.holder.is_(None) if t.holder is None else Training.holder == t.holder
+        res = s.execute(
+            update(Training).where(Training.key == key, Training.state == t.state, hb_cond, holder_cond)
+            .values(state="running", holder=worker, heartbeat_at=now, error=None, device=device)
+            .execution_options(synchronize_session=False)
+        )
+        return ("claimed" if res.rowcount == 1 else "busy"), t  # type: ignore[attr-defined]
+
+
+def heartbeat_training(store: ResultsStore, key: str, worker: str) -> bool:
+    with store.session() as s:
+        res = s.execute(update(Training).where(Training.key == key, Training.holder == worker,
+                                               Training.state == "running")
+                        .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+_CURVE_MAP = {"loss": "train_loss", "train_loss": "train_loss", "lr": "lr", "val_dice_ET": "val_dice_et",
+              "val_dice_TC": "val_dice_tc", "val_dice_WT": "val_dice_wt", "val_dice_et": "val_dice_et",
+              "val_dice_tc": "val_dice_tc", "val_dice_wt": "val_dice_wt"}
+
+
+def curve_rows(curve: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The engine's learning-curve dicts as ``curve_points`` rows (one per iteration, last one wins)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for p in curve:
+        if "iteration" not in p:
+            continue
+        it = int(p["iteration"])
+        row = rows.setdefault(it, {"iteration": it, "epoch": int(p.get("epoch", 0))})
+        for k, col in _CURVE_MAP.items():
+            if k in p and p[k] is not None:
+                row[col] = float(p[k])
+    return [rows[k] for k in sorted(rows)]
+
+
+def finish_training(store: ResultsStore, key: str, worker: str, checkpoint: str, seconds: float, iterations: int,
+                    curve: list[dict[str, Any]]) -> None:
+    with store.session() as s:
+        s.execute(update(Training).where(Training.key == key)
+                  .values(state="done", checkpoint=checkpoint, seconds=seconds, iterations=iterations,
+                          finished_at=utcnow(), heartbeat_at=utcnow(), holder=worker, error=None)
+                  .execution_options(synchronize_session=False))
+        s.execute(delete(CurvePoint).where(CurvePoint.training_key == key))
+        s.add_all(CurvePoint(training_key=key, **r) for r in curve_rows(curve))
+
+
+def fail_training(store: ResultsStore, key: str, worker: str, error: str) -> None:
+    with store.session() as s:
+        s.execute(update(Training).where(Training.key == key, Training.holder == worker)
+                  .values(state="failed", error=error[:4000], finished_at=utcnow())
+                  .execution_options(synchronize_session=False))
+
+
+def release_training(store: ResultsStore, key: str, worker: str) -> None:
+    with store.session() as s:
+        s.execute(update(Training).where(Training.key == key, Training.holder == worker,
+                                         Training.state == "running")
+                  .values(holder=None, heartbeat_at=None).execution_options(synchronize_session=False))
+
+
+def experiment_cells(store: ResultsStore, experiment: str) -> list[int]:
+    with store.session() as s:
+        return list(s.scalars(select(Cell.id).join(Experiment, Cell.experiment_id == Experiment.id)
+                              .where(Experiment.name == experiment).order_by(Cell.id)))
