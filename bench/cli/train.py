@@ -1,0 +1,195 @@
+"""``bench train`` (one training with a trick stack) and ``bench predict`` (segment cases with one or more
+models). Top-level imports: standard library only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train", help="train one model (a trick stack, one fold) on a dataset folder",
+        description="Train one model on a BraTS/MSD folder (checked and prepared on first use) or a prepared cache.",
+    )
+    p.add_argument("--data", required=True, help="dataset folder (raw BraTS/MSD layout, or a prepared cache)")
+    p.add_argument("--tricks", default="", help="comma-separated trick names (see `bench tricks`)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="TRICK.PARAM=VALUE",
+                   help="a trick parameter, e.g. warmup.epochs=5 (repeatable)")
+    p.add_argument("--fold", type=int, default=0, help="cross-validation fold (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--iterations", type=int, default=None, help="training iterations (default: machine-sized)")
+    p.add_argument("--epoch-length", type=int, default=None, help="iterations per epoch")
+    p.add_argument("--patch", type=int, default=None, help="patch edge in voxels")
+    p.add_argument("--batch", type=int, default=None, help="patches per iteration")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--width", type=int, default=None, help="U-Net base width")
+    p.add_argument("--depth", type=int, default=None, help="U-Net down-samplings")
+    p.add_argument("--spacing", type=float, default=None, help="working grid spacing in mm (default: source)")
+    p.add_argument("--val-every", type=int, default=None, help="validate every N epochs (0 = never)")
+    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--out", default=None, help="output folder (default .bench/trainings/<training key>)")
+    p.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
+    p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")
+    p.set_defaults(handler=_train)
+
+    q = subparsers.add_parser(
+        "predict", help="segment dataset cases with one model or several fused (source geometry)",
+        description="Predict every case of a dataset folder (test cases of a labeled set: all cases) and write "
+                    "<out>/<case_id>.nii.gz in the source geometry and label convention.",
+    )
+    q.add_argument("--model", required=True, help="checkpoint file(s), comma-separated (several: fused)")
+    q.add_argument("--data", required=True, help="dataset folder (raw or prepared)")
+    q.add_argument("--out", required=True, help="output folder for the NIfTI predictions")
+    q.add_argument("--cases", default="all", help="all | test | unlabeled | comma-separated case IDs")
+    q.add_argument("--overlap", type=float, default=None, help="window overlap in [0, 1) (default 0)")
+    q.add_argument("--weights", choices=("constant", "gaussian"), default=None, help="window weights")
+    q.add_argument("--window", type=int, default=0, help="window edge (default: the training patch)")
+    q.add_argument("--mirror", action="store_true", help="average with the left-right mirrored prediction")
+    q.add_argument("--spacing", type=float, default=None, help="working grid spacing (default: the model's)")
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    q.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
+    q.set_defaults(handler=_predict)
+
+
+def open_dataset(path: str, *, spacing: float | None, cache: str | None, progress: bool = True) -> Any:
+    """A prepared cache folder is opened as is; a raw dataset folder is checked, then prepared (cached)."""
+    from bench.data.check import check_dataset
+    from bench.data.prepare import PreparedDataset, prepare
+    from bench.errors import DataError
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"--data {path}: not a folder")
+    if (root / "dataset.json").is_file() and (root / "splits.json").is_file():
+        return PreparedDataset.open(root)
+    report = check_dataset(root)
+    if not report.ok:
+        first = report.problems[0]
+        more = f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""
+        raise DataError(f"--data {path} fails `bench data check`: {first.file}: {first.message}{more}")
+    return prepare(root, cache, spacing=spacing, progress=progress)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import tricks
+    from bench.engine import api
+    from bench.engine.config import ModelConfig, TrainConfig
+    from bench.errors import SpecError
+
+    params: dict[str, dict[str, Any]] = {}
+    for text in args.sets:
+        name, key, value = tricks.parse_set_option(text)
+        params.setdefault(name, {})[key] = value
+    names = [n.strip() for n in args.tricks.split(",") if n.strip()]
+    for name in params:  # --set on a trick that is not listed: add it? no, refuse clearly
+        if name not in names:
+            raise SpecError(f"--set {name}.…: trick {name!r} is not in --tricks ({', '.join(names) or 'none'})")
+    stack = tricks.resolve(names, params)
+
+    model_cfg = ModelConfig.for_device(args.device)
+    changes_m = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None}
+    if "width" in changes_m and model_cfg.max_width < changes_m["width"]:
+        changes_m["max_width"] = changes_m["width"] * 16
+    model_cfg = dataclasses.replace(model_cfg, **changes_m)
+    train_changes = {
+        k: v for k, v in (
+            ("iterations", args.iterations), ("epoch_length", args.epoch_length), ("patch", args.patch),
+            ("batch", args.batch), ("lr", args.lr), ("seed", args.seed), ("val_every", args.val_every),
+            ("num_workers", args.workers),
+        ) if v is not None
+    }
+    train_cfg = dataclasses.replace(TrainConfig.for_device(args.device), fold=args.fold, device=args.device,
+                                    **train_changes)
+    model_cfg.validate()
+    train_cfg.validate()
+
+    ds = open_dataset(args.data, spacing=args.spacing, cache=args.cache)
+    if not 0 <= args.fold < ds.n_folds:
+        raise SpecError(f"--fold {args.fold}: the dataset has folds 0..{ds.n_folds - 1}")
+    key = api.training_key(ds.fingerprint, model_cfg, train_cfg, stack)
+    out = Path(args.out) if args.out else Path(".bench") / "trainings" / key
+    if not args.resume and (out / api.LAST_CHECKPOINT).exists():
+        raise SpecError(f"--out {out} holds an unfinished training; add --resume to continue it, "
+                        "or choose another --out")
+    from bench.engine.checkpoint import check_arch, load_checkpoint
+    from bench.engine.recipe import baseline_recipe
+
+    arch = stack.build(baseline_recipe(train_cfg)).arch(model_cfg)
+    for existing in (out / api.FINAL_CHECKPOINT, out / api.LAST_CHECKPOINT):
+        if existing.exists():  # refuse a checkpoint of another model before any work
+            check_arch(existing, load_checkpoint(existing)["arch"], arch)
+    from tqdm import tqdm
+
+    bar = tqdm(total=train_cfg.iterations, desc=f"train {stack.label()}", unit="it", file=sys.stderr,
+               dynamic_ncols=True)
+
+    def progress(info: dict[str, Any]) -> None:
+        bar.n = info["iteration"]
+        post = {"loss": f"{info['loss']:.4f}", "lr": f"{info['lr']:.2e}"}
+        if "val" in info:
+            post.update({f"dice_{k}": f"{v:.3f}" for k, v in info["val"].items()})
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
+    try:
+        result = api.train(ds, out, model_cfg, train_cfg, stack, resume=True, progress=progress)
+    finally:
+        bar.close()
+    last = result.curve[-1] if result.curve else {}
+    dice = " ".join(f"{r} {last[f'val_dice_{r}']:.3f}" for r in ("WT", "TC", "ET") if f"val_dice_{r}" in last)
+    print(f"trained {result.iterations} iterations in {result.seconds:.0f} s; checkpoint {result.checkpoint}"
+          + (f"; validation Dice {dice}" if dice else ""))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from bench.data.writers import write_prediction
+    from bench.engine import api
+    from bench.engine.checkpoint import load_checkpoint
+    from bench.engine.config import InferenceConfig
+    from bench.errors import SpecError
+
+    paths = [Path(p.strip()) for p in args.model.split(",") if p.strip()]
+    if not paths:
+        raise SpecError("--model: give at least one checkpoint file")
+    for p in paths:
+        load_checkpoint(p)  # missing/corrupt -> CheckpointError before any data work
+    ds = open_dataset(args.data, spacing=args.spacing, cache=args.cache)
+    if args.cases == "all":
+        ids = list(ds.case_ids)
+    elif args.cases == "test":
+        ids = list(ds.test_ids())
+    elif args.cases == "unlabeled":
+        ids = list(ds.unlabeled_ids)
+    else:
+        ids = [c.strip() for c in args.cases.split(",") if c.strip()]
+        known = set(ds.case_ids) | set(ds.unlabeled_ids)
+        bad = [c for c in ids if c not in known]
+        if bad:
+            raise SpecError(f"--cases: unknown case ID(s) {', '.join(bad)}")
+    cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device)
+    if args.overlap is not None:
+        cfg = dataclasses.replace(cfg, overlap=args.overlap)
+    if args.weights is not None:
+        cfg = dataclasses.replace(cfg, weights=args.weights)
+    cfg.validate()
+    from tqdm import tqdm
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for case_id, labels in tqdm(api.predict(paths, ds, ids, cfg), total=len(ids), desc="predict", unit="case",
+                                file=sys.stderr, dynamic_ncols=True):
+        meta = ds.load(case_id).meta
+        write_prediction(labels, case_id, meta.affine, out, meta.format)
+        n += 1
+    print(f"wrote {n} predictions to {out}")
+    return 0

@@ -1,0 +1,89 @@
+"""``bench tricks`` (the table of registered tricks) and ``bench tricks show NAME``. Standard library only at
+the top."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "tricks", help="list the registered tricks (phase, slots, parameters, requires/conflicts)",
+        description="List the registered tricks, or show one in detail.",
+    )
+    sub = p.add_subparsers(dest="tricks_command", metavar="SUBCOMMAND")
+    show = sub.add_parser("show", help="one trick in detail: parameters with defaults and search ranges")
+    show.add_argument("name", help="trick name")
+    show.set_defaults(handler=_show)
+    p.set_defaults(handler=_list, subparser=p)
+
+
+def _params(trick: Any) -> list[tuple[str, str, Any, str, str]]:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(trick.Params)
+    out = []
+    for f in dataclasses.fields(trick.Params):
+        typ = hints.get(f.name)
+        tname = getattr(typ, "__name__", None) or str(typ).replace("typing.", "")
+        spec = f.metadata.get("optuna")
+        search = ""
+        if spec:
+            opts = spec[3] if len(spec) > 3 else {}
+            search = (f"{spec[0]} {list(spec[1])}" if spec[0] == "categorical"
+                      else f"{spec[0]} [{spec[1]}, {spec[2]}]" + (" log" if opts.get("log") else ""))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
+        out.append((f.name, tname, default, search, f.metadata.get("help", "")))
+    return out
+
+
+def _list(args: argparse.Namespace) -> int:
+    import tricks
+
+    rows = [("name", "phase", "slots", "parameters (defaults)", "requires", "conflicts", "paper")]
+    for t in tricks.list_tricks():
+        slots = [f"{s}" for s in t.replaces] + [f"{s} (wraps)" for s in t.wraps]
+        if t.adds_hooks:
+            slots.append("hooks")
+        params = ", ".join(f"{n}={d!r}" for n, _, d, _, _ in _params(t)) or "-"
+        rows.append((t.name, t.phase, ", ".join(slots) or "-", params, ", ".join(t.requires) or "-",
+                     ", ".join(t.conflicts) or "-", t.section))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\n{len(rows) - 1} tricks; `bench tricks show NAME` for details; set parameters with "
+          "--set trick.param=value")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import tricks
+
+    t = tricks.get(args.name)
+    print(f"{t.name}: {t.summary}")
+    print(f"  paper section: {t.section}")
+    print(f"  phase:         {t.phase}" + ("  (does not change training: shares checkpoints)"
+                                           if t.phase == "inference" else ""))
+    print(f"  replaces:      {', '.join(t.replaces) or '-'}")
+    print(f"  wraps:         {', '.join(t.wraps) or '-'}")
+    print(f"  requires:      {', '.join(t.requires) or '-'}")
+    print(f"  conflicts:     {', '.join(t.conflicts) or '-'}")
+    params = _params(t)
+    if not params:
+        print("  parameters:    none")
+    else:
+        print("  parameters:")
+        for name, tname, default, search, help_ in params:
+            print(f"    {name} ({tname}) = {default!r}" + (f"   search: {search}" if search else "")
+                  + (f"   — {help_}" if help_ else ""))
+    import sys
+
+    text = (sys.modules[type(t).__module__].__doc__ or "").strip() or (type(t).__doc__ or "").strip()
+    if text:
+        print()
+        print(text)
+    return 0
