@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from bench.data.formats import (
-    BRATS2019, BRATS2023, MSD, brats_affine, brats_to_classes, classes_to_brats, from_brats, region_masks, to_brats,
+    BRATS2019,
+    BRATS2023,
+    MSD,
+    brats_affine,
+    brats_to_classes,
+    classes_to_brats,
+    from_brats,
+    region_masks,
+    to_brats,
 )
 
 

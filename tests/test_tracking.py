@@ -357,6 +357,8 @@ def test_default_workspace_store_is_sqlite_with_artifacts_on_disk(stack: dict[st
     assert exp is not None
     assert exp.artifact_location == (Path(default_artifact_root(ws)) / "demo").as_uri()
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{stack['parent']}'")
+    # The concurrent logger processes of `stack` add children labelled P0/P1 at their own pace: leave them out.
+    runs = [r for r in runs if not r.data.tags["label"].startswith("P")]
     assert sorted(r.info.run_id for r in runs) == sorted(stack["children"])
     for run in runs:
         label = run.data.tags["label"]

@@ -217,7 +217,12 @@ def _worker_options(opts: RunOptions, ws: Workspace, spec: Spec, results_url: st
 def _threads(opts: RunOptions) -> int:
     if opts.threads is not None:
         return opts.threads
-    return 1 if opts.workers > 1 and all(d == "cpu" for d in opts.devices) else 0
+    if opts.workers > 1 and all(d == "cpu" for d in opts.devices):
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores // opts.workers)  # the CPU workers share the cores
+    return 0
 
 
 class _Bar:
