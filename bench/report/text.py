@@ -7,12 +7,11 @@ sign, the test marks and escaping, so the captions say the same thing everywhere
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.atomic import atomic_write_bytes
 from bench.report.tables import HD95_PENALTY, REGIONS, Analysis
 
 __all__ = [
@@ -133,20 +132,7 @@ def effects_caption(a: Analysis, m: Markup, kind: str) -> str:
     )
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+write_bytes_atomic = atomic_write_bytes  # the report layer's name for it
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
