@@ -1,14 +1,20 @@
-"""multitask: CE + soft Dice + w * BCE on the regrouped ET/WT/TC maps, checked by hand on 2x2x2 voxels."""
+"""multitask: CE + soft Dice + w * BCE on the regrouped ET/WT/TC maps, checked by hand on 2x2x2 voxels, and a
+tiny training of the default (sigmoid: 7 output channels) whose checkpoint predicts BraTS labels."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from bench.engine import api
+from bench.engine.checkpoint import load_checkpoint
+from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig
 from bench.engine.recipe import StepState, baseline_recipe
-from tricks import resolve
+from tricks import get, resolve
 from tricks.multitask import MultitaskLoss, grouped_region_bce, region_bce, region_targets
 
 # a hand-made 2x2x2 label map in engine classes: 0 BG, 1 NCR/NET, 2 ED, 3 ET
@@ -51,12 +57,43 @@ def _state(recipe) -> StepState:
     )
 
 
-def _by_hand(logits: torch.Tensor, w: float) -> float:
-    """CE + soft Dice (engine's definition: smooth 1, classes 1..3) + w * grouped region BCE, in plain Python."""
-    z = logits[0].reshape(4, -1).T.tolist()  # 8 voxels x 4 logits
+# 8 voxels x 4 class logits (voxel order = TARGET.reshape(-1))
+CLASS_LOGITS = [
+    [0.5, -1.0, 2.0, 0.1],
+    [1.5, 0.2, -0.3, 0.0],
+    [-0.7, 0.9, 1.1, 0.4],
+    [0.0, 0.0, 0.0, 2.5],
+    [2.2, -0.5, 0.3, 1.0],
+    [-1.2, 1.7, 0.6, 0.8],
+    [0.9, 0.1, -1.5, -0.2],
+    [0.3, 0.4, 1.9, -0.6],
+]
+# 8 voxels x 3 region logits (ET, WT, TC) for the sigmoid mode
+REGION_LOGITS = [
+    [-1.0, 0.5, 0.2],
+    [0.3, 1.2, -0.4],
+    [-0.8, 2.0, -1.1],
+    [1.6, 0.7, 0.9],
+    [0.4, -0.6, 1.3],
+    [2.1, -0.2, 0.0],
+    [-1.5, -0.9, -0.3],
+    [0.1, 1.4, -2.0],
+]
+MEMBERS = {"ET": (3,), "WT": (1, 2, 3), "TC": (1, 3)}
+
+
+def _logits(rows: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(rows).T.reshape(1, len(rows[0]), 2, 2, 2)
+
+
+def _by_hand(w: float, regions: str) -> float:
+    """CE + soft Dice (engine's definition: smooth 1, classes 1..3) + w * region BCE, in plain Python.
+
+    ``regions="grouped"``: region probability = sum of the member class probabilities;
+    ``"sigmoid"``: region probability = sigmoid of its own logit (REGION_LOGITS)."""
     t = TARGET.reshape(-1).tolist()
     probs = []
-    for v in z:
+    for v in CLASS_LOGITS:
         e = [math.exp(a) for a in v]
         probs.append([a / sum(e) for a in e])
     ce = sum(-math.log(p[c]) for p, c in zip(probs, t)) / 8
@@ -66,43 +103,95 @@ def _by_hand(logits: torch.Tensor, w: float) -> float:
         denom = sum(p[k] for p in probs) + sum(1 for c in t if c == k)
         dices.append((2 * inter + 1) / (denom + 1))
     dice = 1 - sum(dices) / 3
-    members = {"ET": (3,), "WT": (1, 2, 3), "TC": (1, 3)}
     bce = 0.0
-    for region in ("ET", "WT", "TC"):
-        for p, c in zip(probs, t):
-            q = sum(p[k] for k in members[region])
-            y = 1.0 if c in members[region] else 0.0
+    for r, region in enumerate(("ET", "WT", "TC")):
+        for v, (p, c) in enumerate(zip(probs, t)):
+            if regions == "grouped":
+                q = sum(p[k] for k in MEMBERS[region])
+            else:
+                q = 1 / (1 + math.exp(-REGION_LOGITS[v][r]))
+            y = 1.0 if c in MEMBERS[region] else 0.0
             bce += -(y * math.log(q) + (1 - y) * math.log(1 - q))
     bce /= 24
     return ce + dice + w * bce
 
 
+def test_default_is_sigmoid_with_three_extra_outputs() -> None:
+    t = get("multitask")
+    assert t.Params().regions == "sigmoid"
+    assert "model.extra_outputs" in t.wraps and "loss" in t.wraps
+    recipe = resolve(["multitask"]).build(baseline_recipe())
+    assert recipe.extra_outputs == 3
+    assert isinstance(recipe.loss, MultitaskLoss) and recipe.loss.regions == "sigmoid"
+    grouped = resolve(["multitask"], {"multitask": {"regions": "grouped"}}).build(baseline_recipe())
+    assert grouped.extra_outputs == 0 and grouped.loss.regions == "grouped"
+
+
+def test_regions_value_is_checked() -> None:
+    from bench.errors import TrickError
+
+    with pytest.raises(TrickError, match="regions"):
+        resolve(["multitask"], {"multitask": {"regions": "softmax"}})
+
+
 @pytest.mark.parametrize("w", [0.0, 0.5, 1.0, 2.0])
-def test_full_loss_equals_ce_plus_dice_plus_w_bce_by_hand(w: float) -> None:
-    stack = resolve(["multitask"], {"multitask": {"weight": w}})
-    recipe = stack.build(baseline_recipe())
-    assert isinstance(recipe.loss, MultitaskLoss)
-    logits = torch.tensor(
-        [
-            [0.5, -1.0, 2.0, 0.1],
-            [1.5, 0.2, -0.3, 0.0],
-            [-0.7, 0.9, 1.1, 0.4],
-            [0.0, 0.0, 0.0, 2.5],
-            [2.2, -0.5, 0.3, 1.0],
-            [-1.2, 1.7, 0.6, 0.8],
-            [0.9, 0.1, -1.5, -0.2],
-            [0.3, 0.4, 1.9, -0.6],
-        ]
-    ).T.reshape(1, 4, 2, 2, 2)
+def test_sigmoid_loss_equals_ce_plus_dice_plus_w_bce_by_hand(w: float) -> None:
+    recipe = resolve(["multitask"], {"multitask": {"weight": w}}).build(baseline_recipe())
+    logits = torch.cat([_logits(CLASS_LOGITS), _logits(REGION_LOGITS)], 1)
+    assert logits.shape == (1, 7, 2, 2, 2)
     got = recipe.loss(logits, TARGET, _state(recipe))
     assert got.shape == (1,)
-    assert got.item() == pytest.approx(_by_hand(logits, w), rel=1e-5)
+    assert got.item() == pytest.approx(_by_hand(w, "sigmoid"), rel=1e-5)
+    # the base loss sees the 4 class channels only; the BCE term is w * sigmoid BCE of channels 4-6
+    base = baseline_recipe()
+    plain = base.loss(logits[:, :4], TARGET, _state(base)).item()
+    assert got.item() - plain == pytest.approx(w * region_bce(logits[:, 4:], TARGET).item(), rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("w", [0.0, 0.5, 2.0])
+def test_grouped_loss_equals_ce_plus_dice_plus_w_bce_by_hand(w: float) -> None:
+    stack = resolve(["multitask"], {"multitask": {"weight": w, "regions": "grouped"}})
+    recipe = stack.build(baseline_recipe())
+    assert isinstance(recipe.loss, MultitaskLoss)
+    logits = _logits(CLASS_LOGITS)
+    got = recipe.loss(logits, TARGET, _state(recipe))
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(_by_hand(w, "grouped"), rel=1e-5)
     # the BCE term is really there: w changes the loss by w * BCE
     base = baseline_recipe()
     plain = base.loss(logits, TARGET, _state(base)).item()
     assert got.item() - plain == pytest.approx(
         w * grouped_region_bce(logits, TARGET).item(), rel=1e-5, abs=1e-7
     )
+
+
+def test_sigmoid_mode_refuses_logits_without_region_channels() -> None:
+    recipe = resolve(["multitask"]).build(baseline_recipe())
+    with pytest.raises(ValueError, match="extra_outputs"):
+        recipe.loss(_logits(CLASS_LOGITS), TARGET, _state(recipe))
+
+
+def test_region_channels_come_after_extra_outputs_of_earlier_tricks() -> None:
+    # another trick applied before multitask added 2 extra outputs: the regions are channels 6-8, and the
+    # wrapped loss receives channels 0-5 (classes + the other trick's outputs)
+    g = torch.Generator().manual_seed(0)
+    recipe = baseline_recipe()
+    recipe.extra_outputs = 2
+    seen: list[torch.Tensor] = []
+    inner = recipe.loss
+
+    def base(logits, target, state):
+        seen.append(logits)
+        return inner(logits[:, :4], target, state)
+
+    recipe.loss = base
+    resolve(["multitask"], {"multitask": {"weight": 0.7}}).build(recipe)
+    assert recipe.extra_outputs == 5
+    logits = torch.randn(1, 9, 2, 2, 2, generator=g)
+    got = recipe.loss(logits, TARGET, _state(recipe))
+    assert torch.equal(seen[0], logits[:, :6])
+    expected = inner(logits[:, :4], TARGET, _state(recipe)) + 0.7 * region_bce(logits[:, 6:9], TARGET)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_sigmoid_outputs_are_used_when_present() -> None:
@@ -115,3 +204,23 @@ def test_sigmoid_outputs_are_used_when_present() -> None:
     assert loss(logits, TARGET, _state(recipe)).item() == pytest.approx(
         (base + 0.7 * region_bce(logits[:, 4:], TARGET)).item(), rel=1e-6
     )
+
+
+@pytest.mark.slow
+def test_default_multitask_trains_seven_outputs_and_predicts_brats_labels(prepared, tmp_path: Path) -> None:
+    stack = resolve(["multitask"])
+    train_cfg = TrainConfig(iterations=2, epoch_length=1, patch=16, batch=1, num_workers=0, val_every=0,
+                            checkpoint_every=0)
+    losses: list[float] = []
+    result = api.train(prepared, tmp_path / "t", ModelConfig(width=4, depth=2), train_cfg, stack,
+                       progress=lambda info: losses.append(info["loss"]))
+    assert len(losses) >= 2 and all(math.isfinite(v) for v in losses), losses
+    ckpt = load_checkpoint(result.checkpoint)
+    assert ckpt["arch"]["extra_outputs"] == 3
+    heads = [v for k, v in ckpt["model"].items() if k.endswith("heads.0.weight")]
+    assert heads and heads[0].shape[0] == 7  # 4 classes + ET/WT/TC
+    case_id = prepared.test_ids()[0]
+    (cid, labels), = list(api.predict([result.checkpoint], prepared, [case_id], InferenceConfig(window=16)))
+    assert cid == case_id
+    assert labels.shape == tuple(prepared.load(case_id).meta.source_shape)
+    assert set(np.unique(labels).tolist()) <= {0, 1, 2, 4}

@@ -7,18 +7,23 @@ they are three independent binary tasks, each with a binary cross-entropy.
 loss = base loss (CE + soft Dice, through the recipe) + w * mean over ET, WT, TC and voxels of BCE;
 the paper gives no w: default ``weight = 1.0`` (searched over [0.1, 2], log scale).
 
-How the region probabilities are formed (``regions`` parameter):
+How the region probabilities are formed (``regions`` parameter, not searched):
 
-- ``"sigmoid"`` (paper-faithful): three extra sigmoid output channels after the 4 class channels. It needs
-  the engine to build the model with 3 extra outputs and to drop them at inference; the engine does not
-  offer that yet (request 1 in ``docs/.requests-tricks.md``), so choosing it is refused at resolve time
-  until it does. The loss already handles such logits: ``(B, 7, ...)`` -> class channels 0-3, regions 4-6.
-- ``"grouped"`` (default, works today): the region probabilities are sums of the class probabilities,
+- ``"sigmoid"`` (default, paper-faithful): the model gets three extra output channels (the recipe's
+  ``model.extra_outputs`` slot: ``apply`` adds 3 to ``recipe.extra_outputs``), one sigmoid logit per region
+  in ``REGION_ORDER`` (ET, WT, TC). With no other trick adding outputs the logits are ``(B, 7, ...)``:
+  channels 0-3 are the classes, 4-6 the regions. The wrapped loss (CE + soft Dice) sees the logits without
+  the 3 region channels (i.e. the 4 class channels), the region channels get BCE-with-logits against the
+  ET/WT/TC targets. Inference drops the extra channels (softmax over the 4 classes only), so the region
+  heads shape the shared features during training but never the prediction. Checkpoints record
+  ``extra_outputs = 3`` in their architecture.
+- ``"grouped"``: no extra outputs; the region probabilities are sums of the class probabilities,
   q_ET = p_ET, q_WT = p_NCR + p_ED + p_ET, q_TC = p_NCR + p_ET, computed in log space
   (log q = logsumexp of the member logits - logsumexp of all logits), so the extra task shapes the same
-  softmax and inference is unchanged.
+  softmax the prediction comes from; the model and inference are those of the baseline.
 
-Wraps the ``loss`` slot.
+Wraps the ``loss`` slot, and (sigmoid mode) the ``model.extra_outputs`` slot: its 3 channels come after any
+that tricks applied before it added, so it composes with other extra-output tricks.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "region_targets",
     "region_bce",
     "grouped_region_bce",
+    "REGION_MODES",
     "MultitaskLoss",
     "Multitask",
 ]
@@ -87,23 +93,45 @@ def grouped_region_bce(class_logits: torch.Tensor, target: torch.Tensor) -> torc
     return torch.stack(terms, 1).flatten(1).mean(1)
 
 
+REGION_MODES: tuple[str, ...] = ("sigmoid", "grouped")
+
+
 @dataclass(frozen=True)
 class MultitaskLoss:
-    """``loss`` wrapper: ``base(class logits) + weight * region BCE`` per sample."""
+    """``loss`` wrapper: ``base(class logits) + weight * region BCE`` per sample.
+
+    ``regions="sigmoid"``: the region logits are the 3 channels starting at ``n_classes + offset`` (``offset``
+    = extra outputs added by tricks applied before this one); they are removed before ``base`` is called.
+    ``regions="grouped"``: the region probabilities are sums of the softmax over the first ``n_classes``
+    channels, and ``base`` sees the logits unchanged.
+    """
 
     base: LossFn
     weight: float = 1.0
+    regions: str = "sigmoid"
     n_classes: int = N_CLASSES
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.regions not in REGION_MODES:
+            raise ValueError(f"multitask regions={self.regions!r}: accepted {', '.join(REGION_MODES)}")
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, state: StepState) -> torch.Tensor:
-        if logits.shape[1] == self.n_classes + len(REGION_ORDER):  # extra sigmoid outputs present
-            cls, reg = logits[:, : self.n_classes], logits[:, self.n_classes :]
-            bce = region_bce(reg, target)
+        if self.regions == "sigmoid":
+            lo = self.n_classes + self.offset
+            hi = lo + len(REGION_ORDER)
+            if logits.shape[1] < hi:
+                raise ValueError(
+                    f"multitask regions='sigmoid' needs region logits in channels {lo}..{hi - 1}, but the model "
+                    f"gives {logits.shape[1]} channels (was it built with the recipe's extra_outputs?)"
+                )
+            bce = region_bce(logits[:, lo:hi], target)
+            rest = logits[:, :lo] if hi == logits.shape[1] else torch.cat([logits[:, :lo], logits[:, hi:]], 1)
         else:
-            cls = logits
-            bce = grouped_region_bce(cls, target)
+            bce = grouped_region_bce(logits[:, : self.n_classes], target)
+            rest = logits
         state.extras["multitask_bce"] = float(bce.detach().mean())
-        return self.base(cls, target, state) + self.weight * bce
+        return self.base(rest, target, state) + self.weight * bce
 
 
 @register
@@ -112,7 +140,7 @@ class Multitask(Trick):
     summary = "adds w * binary CE on the regrouped ET/WT/TC region maps to the 4-class loss"
     section = "2.3 (multi-task learning)"
     phase = "training"
-    wraps = ("loss",)
+    wraps = ("loss", "model.extra_outputs")
     order = 60  # outer: adds its term to whatever loss is below
 
     @dataclass(frozen=True)
@@ -126,25 +154,17 @@ class Multitask(Trick):
             },
         )
         regions: str = field(
-            default="grouped",
+            default="sigmoid",
             metadata={
-                "choices": ("grouped", "sigmoid"),
-                "help": "region probabilities: grouped class sums, or extra sigmoid outputs (needs engine)",
+                "choices": REGION_MODES,
+                "help": "region maps: 3 extra sigmoid output channels (paper), or grouped sums of class probabilities",
             },
         )
 
-    def check(self, params: Any) -> None:
-        if (
-            params.regions == "sigmoid"
-            and not hasattr(Recipe, "extra_outputs")
-            and "extra_outputs" not in getattr(Recipe, "__dataclass_fields__", {})
-        ):
-            raise ValueError(
-                "regions='sigmoid' needs extra model outputs, which this engine does not offer yet; "
-                "use regions='grouped'"
-            )
-
     def apply(self, recipe: Recipe, params: Any) -> None:
         if params.regions == "sigmoid":
-            recipe.extra_outputs = max(int(getattr(recipe, "extra_outputs", 0)), len(REGION_ORDER))  # type: ignore[attr-defined]
-        recipe.loss = MultitaskLoss(recipe.loss, params.weight)
+            offset = int(recipe.extra_outputs)
+            recipe.extra_outputs = offset + len(REGION_ORDER)
+            recipe.loss = MultitaskLoss(recipe.loss, params.weight, "sigmoid", offset=offset)
+        else:
+            recipe.loss = MultitaskLoss(recipe.loss, params.weight, "grouped")
