@@ -325,19 +325,26 @@ def label_values(raw: np.ndarray) -> np.ndarray:
     return np.unique(raw)
 
 
-def _convert_label(path: Path, raw: np.ndarray, fmt: str) -> np.ndarray:
+def labels_to_brats(path: Path, raw: np.ndarray, fmt: str, *, what: str = "label map", hint: str = "") -> np.ndarray:
+    """Check that ``raw`` holds integer labels of ``fmt``'s convention and return them as BraTS 2019 labels.
+
+    ``what`` names the array in messages ("label map", "prediction"); ``hint`` is appended to the message
+    about values outside the convention. Raises :class:`DataError` naming ``path``.
+    """
     conv = FORMATS[fmt]
     if raw.dtype.kind == "f":
         if not np.all(np.isfinite(raw)):
-            raise DataError(f"{path}: label map has NaN or Inf voxels")
+            raise DataError(f"{path}: {what} has NaN or Inf voxels; expected labels {list(conv.labels)}")
         rounded = np.rint(raw)
         if not np.array_equal(rounded, raw):
-            raise DataError(f"{path}: label map has non-integer values; expected labels {list(conv.labels)}")
+            raise DataError(f"{path}: {what} has non-integer values; expected labels {list(conv.labels)}")
         raw = rounded.astype(np.int64)
+    elif raw.dtype.kind not in "biu":
+        raise DataError(f"{path}: {what} has data type {raw.dtype}; expected integer labels")
     bad = np.setdiff1d(label_values(raw), conv.labels)
     if bad.size:
         raise DataError(
-            f"{path}: label values {bad.tolist()} are outside the {conv.name} convention {list(conv.labels)}"
+            f"{path}: label values {bad.tolist()} are outside the {conv.name} convention {list(conv.labels)}{hint}"
         )
     lut = np.zeros(256, np.uint8)
     for k, v in conv.to_brats2019.items():
@@ -354,7 +361,7 @@ def read_label(case_files: CaseFiles) -> tuple[np.ndarray, np.ndarray, tuple[flo
     if cf.seg is None:
         raise DataError(f"{cf.folder}: case {cf.case_id} has no segmentation file")
     raw, affine, zooms = load_nifti(cf.seg)
-    return _convert_label(cf.seg, raw, cf.format), affine, zooms  # type: ignore[return-value]
+    return labels_to_brats(cf.seg, raw, cf.format), affine, zooms  # type: ignore[return-value]
 
 
 def read_case(case_files: CaseFiles) -> Case:

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.data.formats import BRATS2019, FORMATS, HD95_PENALTY, REGIONS, to_brats
-from bench.data.readers import CaseFiles, detect_format, list_cases, load_nifti, read_label
+from bench.data.formats import BRATS2019, HD95_PENALTY, REGIONS
+from bench.data.readers import CaseFiles, detect_format, labels_to_brats, list_cases, load_nifti, read_label
 from bench.errors import DataError
 from bench.evaluation.metrics import METRIC_NAMES, RegionMetrics, evaluate_case
 
@@ -134,30 +134,8 @@ def match_predictions(pred_dir: Path | str, gt_dir: Path | str, fmt: str | None 
 
 def _prediction_labels(path: Path, raw: np.ndarray, fmt: str) -> np.ndarray:
     """Validate the label values of a prediction written in ``fmt``'s convention; return BraTS 2019 labels."""
-    conv = FORMATS[fmt]
-    if raw.dtype.kind == "f":
-        if not np.all(np.isfinite(raw)):
-            raise DataError(f"{path}: prediction has NaN or Inf voxels; expected labels {list(conv.labels)}")
-        rounded = np.rint(raw)
-        if not np.array_equal(rounded, raw):
-            raise DataError(f"{path}: prediction has non-integer values; expected labels {list(conv.labels)}")
-        raw = rounded
-    elif raw.dtype.kind not in "biu":
-        raise DataError(f"{path}: prediction has data type {raw.dtype}; expected integer labels")
-    lo, hi = raw.min(), raw.max()
-    if lo < 0 or hi > 255:
-        bad = [int(v) for v in (lo, hi) if v < 0 or v > 255]
-        raise DataError(
-            f"{path}: label values {bad} are outside the {conv.name} convention {list(conv.labels)}"
-        )
-    counts = np.bincount(raw.reshape(-1).astype(np.uint8), minlength=256)
-    bad = sorted(set(np.flatnonzero(counts).tolist()) - set(conv.labels))
-    if bad:
-        raise DataError(
-            f"{path}: label values {bad} are outside the {conv.name} convention {list(conv.labels)} "
-            "(predictions must use the label convention of the reference dataset)"
-        )
-    return to_brats(raw, conv)
+    return labels_to_brats(path, raw, fmt, what="prediction",
+                           hint=" (predictions must use the label convention of the reference dataset)")
 
 
 def case_rows(case_id: str, metrics: Mapping[str, RegionMetrics]) -> list[CaseRow]:
