@@ -300,38 +300,15 @@ def test_figures_are_logged_to_the_mlflow_parent_run_and_failures_are_only_notes
     assert (tmp_path / "r" / "dangling" / "table1.csv").exists()
 
 
-@pytest.fixture
-def report_pg_url():
-    """A fresh PostgreSQL database for one test, dropped afterwards (skipped only outside CI without a server)."""
-    import os
-    import uuid
-
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL server at 127.0.0.1:5432 ({exc})")
-    name = f"bench_report_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        from bench.store.session import dispose_engines
-
-        dispose_engines()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.mark.postgres
-def test_report_from_postgresql_equals_sqlite(ladder_db, report_pg_url, tmp_path):
+def test_report_from_postgresql_equals_sqlite(ladder_db, pg_url, tmp_path):
     url, dice, hd = ladder_db
-    fill_results(report_pg_url, "ladder-exp", "ladder", ladder_rows(["warmup", "fuse"]),
+    fill_results(pg_url, "ladder-exp", "ladder", ladder_rows(["warmup", "fuse"]),
                  lambda ci, f, s, k, r: (dice[ci, s, k, REG.index(r)], hd[ci, s, k, REG.index(r)]),
                  seeds=SEEDS, cases=N_CASES)
-    a_pg = build_report(report_pg_url, None, out=tmp_path / "pg", pdf=False, plots=False).analysis
+    a_pg = build_report(pg_url, None, out=tmp_path / "pg", pdf=False, plots=False).analysis
     a_sq = analyse(load_report_data(url, "ladder-exp"))
     np.testing.assert_allclose(a_pg.mean, a_sq.mean, rtol=1e-12)
     np.testing.assert_allclose(a_pg.p_baseline, a_sq.p_baseline, rtol=1e-12)

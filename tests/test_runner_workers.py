@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -54,30 +53,6 @@ def tiny(name: str = "tiny", factors: str = '["warmup", "patch_fusion"]', seeds:
     return text if "warmup" in factors else text.replace("[params]\nwarmup = { epochs = 1 }\n", "")
 
 
-def _pg_admin():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        return psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL server at 127.0.0.1:5432 ({exc})")
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh database per test, dropped afterwards."""
-    admin = _pg_admin()
-    name = f"bench_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        from bench.store.session import dispose_engines
-
-        dispose_engines()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _worker(ws: Path, experiment: str, results: str, storage: str | None, *extra: str) -> subprocess.Popen:

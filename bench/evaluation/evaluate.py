@@ -13,9 +13,9 @@ region and metric, penalised HD95 values (373.13) included.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.atomic import atomic_write_text
 from bench.data.formats import BRATS2019, HD95_PENALTY, REGIONS
 from bench.data.readers import CaseFiles, detect_format, labels_to_brats, list_cases, load_nifti, read_label
 from bench.errors import DataError
@@ -233,23 +234,14 @@ def evaluate_folder(
 
 def write_csv(rows: Iterable[CaseRow], path: Path | str) -> Path:
     """Write the per-case CSV (``CSV_COLUMNS``; penalty as 0/1; floats at full precision) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(CSV_COLUMNS)
-            for row in rows:
-                values = list(astuple(row))
-                values[-1] = int(bool(values[-1]))
-                writer.writerow([repr(v) if isinstance(v, float) else v for v in values])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        values = list(astuple(row))
+        values[-1] = int(bool(values[-1]))
+        writer.writerow([repr(v) if isinstance(v, float) else v for v in values])
+    return atomic_write_text(path, buf.getvalue())
 
 
 def read_csv(path: Path | str) -> list[CaseRow]:

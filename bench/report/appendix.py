@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.report.tables import ReportData
+from bench.report.tables import ReportData, _toggles
 
 __all__ = ["Appendix", "build_appendix", "is_gpu"]
 
@@ -47,12 +47,6 @@ def _packages(value: Any) -> dict[str, str]:
     return out
 
 
-def _toggles(value: Any) -> dict[str, int]:
-    if isinstance(value, dict):
-        return {str(k): int(bool(v)) for k, v in value.items()}
-    if isinstance(value, str) and value.strip().startswith("{"):
-        return _toggles(json.loads(value))
-    return {}
 
 
 @dataclass
