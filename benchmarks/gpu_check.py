@@ -39,6 +39,7 @@ from bench.engine.recipe import StepState, TrainContext, baseline_recipe  # noqa
 
 LINES: list[str] = []
 FAILURES: list[str] = []
+STRICT_FP32: list[float] = []  # the strict fp32 step time measured by speed(), reused by compiled()
 
 
 def say(line: str = "") -> None:
@@ -50,6 +51,14 @@ def check(name: str, ok: bool, detail: str = "") -> None:
     say(f"| {name} | {'ok' if ok else '**FAILED**'} | {detail} |")
     if not ok:
         FAILURES.append(name)
+
+
+def flush_report() -> None:
+    """Write what was said so far to $OUT/gpu.md (after every section: a timeout keeps the finished ones)."""
+    out = os.environ.get("OUT")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "gpu.md").write_text("\n".join(LINES) + "\n")
 
 
 def sync(dev: torch.device) -> None:
@@ -115,7 +124,7 @@ def correctness(dev: torch.device, smoke: bool) -> None:
 
 
 def step_time(dev: torch.device, mc: ModelConfig, patch: int, batch: int, *, amp: bool, channels_last: bool,
-              steps: int, warm: int) -> tuple[float, float]:
+              steps: int, warm: int, compile_model: bool = False) -> tuple[float, float]:
     """Median seconds of one SGD step (CE + Dice) and peak memory in GiB."""
     from bench.engine.infer import autocast
 
@@ -124,6 +133,11 @@ def step_time(dev: torch.device, mc: ModelConfig, patch: int, batch: int, *, amp
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99, nesterov=True)
+    if compile_model:
+        import torch._dynamo
+
+        torch._dynamo.reset()  # earlier sections' graphs would push this one to dynamic shapes
+        model = torch.compile(model, dynamic=False)
     x = torch.rand(batch, 4, patch, patch, patch, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 4, (batch, patch, patch, patch), device=dev)
     loss_fn = CEDiceLoss()
@@ -156,15 +170,25 @@ def speed(dev: torch.device, smoke: bool) -> None:
     p128 = 16 if smoke else 128
     say(f"## Training step (model: depth {mc.depth}, width {mc.width}, {count_parameters(build_model(mc)) / 1e6:.1f} M "
         f"parameters; SGD-Nesterov, CE + soft Dice, grad clipping)\n")
-    say("| precision | layout | patch | batch | step s (median) | voxels/s | peak GiB | vs fp32 |")
-    say("|---|---|---|---|---|---|---|---|")
+    say("| precision | layout | patch | batch | step s (median) | voxels/s | peak GiB | vs strict fp32 | vs TF32 |")
+    say("|---|---|---|---|---|---|---|---|---|")
+    tf32_default = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        t32s, m32s = step_time(dev, mc, p128, 1, amp=False, channels_last=False, steps=steps, warm=warm)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32_default
+    STRICT_FP32[:] = [t32s]
+    torch.backends.cudnn.allow_tf32 = True
     t32, m32 = step_time(dev, mc, p128, 1, amp=False, channels_last=False, steps=steps, warm=warm)
-    say(f"| fp32 (TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'}) | NCDHW | {p128} | 1 | {t32:.4f} | "
-        f"{p128**3 / t32:,.0f} | {m32:.2f} | 1.00 |")
+    say(f"| fp32, TF32 off (strict) | NCDHW | {p128} | 1 | {t32s:.4f} | {p128**3 / t32s:,.0f} | {m32s:.2f} | 1.00 | "
+        f"{t32 / t32s:.2f}x |")
+    say(f"| fp32, TF32 on (cuDNN default) | NCDHW | {p128} | 1 | {t32:.4f} | {p128**3 / t32:,.0f} | {m32:.2f} | "
+        f"{t32s / t32:.2f}x | 1.00 |")
     for cl in (False, True):
         tb, mb = step_time(dev, mc, p128, 1, amp=True, channels_last=cl, steps=steps, warm=warm)
         say(f"| bf16 autocast | {'channels_last_3d' if cl else 'NCDHW'} | {p128} | 1 | {tb:.4f} | "
-            f"{p128**3 / tb:,.0f} | {mb:.2f} | {t32 / tb:.2f}x |")
+            f"{p128**3 / tb:,.0f} | {mb:.2f} | {t32s / tb:.2f}x | {t32 / tb:.2f}x |")
     say()
     pairs = [(16, 1), (16, 2)] if smoke else [(128, 1), (144, 1), (112, 2), (64, 15)]
     say("## Paper's largest (patch, batch) pairs, bf16 + channels_last_3d\n")
@@ -177,6 +201,141 @@ def speed(dev: torch.device, smoke: bool) -> None:
         except torch.cuda.OutOfMemoryError:
             say(f"| {patch} | {batch} | out of memory | | |")
             torch.cuda.empty_cache()
+    say()
+
+
+def trainer(dev: torch.device, smoke: bool) -> None:
+    """The engine's own training loop, eager against torch.compile (the GPU default), on the paper's BL stack
+    (+ multitask, + random_patch_size: one compiled graph per patch size)."""
+    from bench.engine import api
+    from bench.engine.synthetic import MemoryDataset
+    from tricks import resolve
+
+    ds = MemoryDataset(cases=4, shape=(48, 48, 40) if smoke else (96, 96, 64), seed=0, folds=2)
+    mc = ModelConfig(width=4, depth=2) if smoke else ModelConfig.paper()
+    n = 6 if smoke else 60
+    say(f"## Engine training loop, eager vs torch.compile ({n} iterations, patch {16 if smoke else 96}, "
+        "batch 2, bf16)\n")
+    say("| stack | compile | finite | s to first iteration | median s / iteration (2nd half) | checkpoint keys |")
+    say("|---|---|---|---|---|---|")
+    keys: dict[str, list[str]] = {}
+    pool = [[16, 2], [24, 1]] if smoke else [[64, 4], [96, 2]]
+    for names, sets in ((["dense_blocks", "self_ensemble", "warmup"], {}),
+                        (["dense_blocks", "self_ensemble", "warmup", "multitask", "random_patch_size"],
+                         {"random_patch_size": {"pool": pool}})):
+        for comp in (False, True):
+            tc = TrainConfig(iterations=n, epoch_length=n, patch=16 if smoke else 96, batch=2, device=str(dev),
+                             num_workers=0 if smoke else 4, val_every=0, compile=comp)
+            stamps: list[float] = []
+            losses: list[float] = []
+            t0 = time.perf_counter()
+
+            def progress(info, stamps=stamps, losses=losses) -> None:  # type: ignore[no-untyped-def]
+                sync(dev)
+                stamps.append(time.perf_counter())
+                losses.append(info["loss"])
+
+            out = Path(tempfile.mkdtemp(prefix="gpu-compile-"))
+            try:
+                res = api.train(ds, out, mc, tc, resolve(names, sets), progress=progress)
+            except Exception as exc:
+                say(f"| {'+'.join(names)} | {comp} | **failed**: {type(exc).__name__}: {str(exc)[:200]} | | | |")
+                FAILURES.append(f"trainer compile={comp}")
+                continue
+            steps = np.diff(stamps)[n // 2:]
+            ck = torch.load(res.checkpoint, map_location="cpu", weights_only=True)
+            keys[str(comp)] = sorted(ck["model"])
+            same = "same as eager" if comp and keys.get("False") == keys[str(comp)] else f"{len(ck['model'])}"
+            ok = len(losses) == n and all(np.isfinite(losses))
+            if not ok:
+                FAILURES.append(f"trainer compile={comp} losses")
+            say(f"| {'+'.join(names)} | {comp} | {ok} | {stamps[0] - t0:.1f} | {np.median(steps):.4f} | {same} |")
+    say()
+
+
+def profile(dev: torch.device, smoke: bool) -> None:
+    """Where the time of one bf16 step goes: CUDA kernel time grouped by kind, top kernels."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    from bench.engine.infer import autocast
+
+    mc = ModelConfig(width=4, depth=2) if smoke else ModelConfig.paper()
+    patch = 16 if smoke else 128
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    for amp in (True, False):
+        torch.manual_seed(0)
+        model = build_model(mc).to(dev)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99, nesterov=True)
+        x = torch.rand(1, 4, patch, patch, patch, device=dev)
+        y = torch.randint(0, 4, (1, patch, patch, patch), device=dev)
+        loss_fn = CEDiceLoss()
+        st = StepState(0, 1, 0, 1, 0.01, (patch,) * 3, 1, MeanCrossEntropy())
+
+        def step(model=model, opt=opt, x=x, y=y, loss_fn=loss_fn, st=st, amp=amp) -> None:  # type: ignore[no-untyped-def]
+            with autocast(dev, amp):
+                logits = model(x)
+            loss = loss_fn(logits, y, st).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 12)
+            opt.step()
+
+        for _ in range(3):
+            step()
+        sync(dev)
+        with tprofile(activities=acts) as prof:
+            for _ in range(3):
+                step()
+            sync(dev)
+        attr = "device_time_total" if dev.type == "cuda" else "cpu_time_total"
+        events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+        kinds: dict[str, float] = {}
+        for e in events:
+            if dev.type == "cuda" and getattr(e, "device_type", None) is not None and \
+                    str(e.device_type).endswith("CPU"):
+                continue
+            n = e.key.lower()
+            kind = ("convolution" if any(k in n for k in ("conv", "cudnn", "wgrad", "dgrad", "fprop", "sm90", "sm80",
+                                                          "implicit", "gemm", "xmma", "cutlass"))
+                    else "normalisation" if any(k in n for k in ("norm", "welford", "bn_")) else
+                    "softmax/loss" if any(k in n for k in ("softmax", "nll", "log", "cross")) else
+                    "copy/cast" if any(k in n for k in ("copy", "cast", "convert", "fill")) else "other elementwise")
+            kinds[kind] = kinds.get(kind, 0.0) + getattr(e, "self_device_time_total" if dev.type == "cuda"
+                                                          else "self_cpu_time_total", 0.0)
+        total = sum(kinds.values()) or 1.0
+        say(f"## Profile of one training step, {'bf16 autocast' if amp else 'fp32 (TF32 on)'}, patch {patch}, "
+            f"batch 1 (kernel time per step, by kind)\n")
+        say("| kind | ms per step | share |")
+        say("|---|---|---|")
+        for kind, us in sorted(kinds.items(), key=lambda kv: -kv[1]):
+            say(f"| {kind} | {us / 3 / 1000:.2f} | {us / total:.0%} |")
+        say()
+        say("Top kernels:\n")
+        say("| kernel | ms per step | calls per step |")
+        say("|---|---|---|")
+        key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+        for e in sorted(events, key=lambda e: -getattr(e, key, 0.0))[:12]:
+            say(f"| `{e.key[:90]}` | {getattr(e, key, 0.0) / 3 / 1000:.2f} | {e.count // 3} |")
+        say()
+        del model, opt, x, y, step
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def compiled(dev: torch.device, smoke: bool) -> None:
+    """The same step under torch.compile (fuses the norm/activation elementwise work that bf16 cannot speed up)."""
+    mc = ModelConfig(width=4, depth=2) if smoke else ModelConfig.paper()
+    patch = 16 if smoke else 128
+    steps, warm = (2, 1) if smoke else (6, 3)
+    say(f"## torch.compile (default mode, static shapes), patch {patch}, batch 1\n")
+    say("| precision | first step s (compile) | step s (median) | vs strict fp32 row above |")
+    say("|---|---|---|---|")
+    for amp in (False, True):
+        t0 = time.perf_counter()
+        t, _ = step_time(dev, mc, patch, 1, amp=amp, channels_last=False, steps=steps, warm=warm, compile_model=True)
+        say(f"| {'bf16 autocast' if amp else 'fp32, TF32 on'} | {time.perf_counter() - t0 - t * steps:.1f} | "
+            f"{t:.4f} | {STRICT_FP32[0] / t:.2f}x |" if STRICT_FP32 else f"| {amp} | | {t:.4f} | |")
     say()
 
 
@@ -219,7 +378,7 @@ def inference(dev: torch.device, smoke: bool) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (checks the script itself)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip: correctness,speed,inference")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: correctness,speed,trainer,profile,inference,compile")
     args = p.parse_args()
     if args.cpu_smoke:
         dev = torch.device("cpu")
@@ -234,7 +393,9 @@ def main() -> int:
         f"{'CUDA ' + str(torch.version.cuda) if dev.type == 'cuda' else 'cpu-smoke'}\n")
     t0 = time.perf_counter()
     skip = set(s.strip() for s in args.skip.split(",") if s.strip())
-    for section, fn in (("correctness", correctness), ("speed", speed), ("inference", inference)):
+    for section, fn in (("correctness", correctness), ("speed", speed), ("trainer", trainer), ("profile", profile),
+                        ("inference", inference),
+                        ("compile", compiled)):
         if section in skip:
             continue
         try:
@@ -242,11 +403,9 @@ def main() -> int:
         except Exception:  # report and go on: one broken section must not hide the others
             FAILURES.append(section)
             say(f"\n**{section} crashed:**\n\n```\n{traceback.format_exc()}```\n")
+        flush_report()
     say(f"total {time.perf_counter() - t0:.0f} s; failures: {', '.join(FAILURES) or 'none'}")
-    out = os.environ.get("OUT")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "gpu.md").write_text("\n".join(LINES) + "\n")
+    flush_report()
     return 1 if FAILURES else 0
 
 

@@ -218,3 +218,22 @@ def test_baseline_learns_whole_tumour_within_about_a_minute(tmp_path: Path) -> N
     for cid, labels in api.predict([res.checkpoint], ds, ds.test_ids() + ds.val_ids(0), InferenceConfig()):
         wt.append(evaluate_case(labels, ds.source_label(cid), (1.0, 1.0, 1.0))["WT"].dice)
     assert np.mean(wt) >= 0.6, wt
+
+
+def test_compile_is_the_gpu_default_and_a_flag() -> None:
+    assert TrainConfig.paper().compile and TrainConfig.for_device("cuda").compile
+    assert not TrainConfig.cpu().compile and not TrainConfig.for_device("cpu").compile
+    # a machine setting: it does not change which training a result belongs to
+    assert api.training_key("f", TINY, CFG, None) == api.training_key("f", TINY, dataclasses.replace(CFG, compile=True),
+                                                                       None)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_stores_plain_weights(prepared, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(CFG, iterations=2, epoch_length=2)
+    eager = api.train(prepared, tmp_path / "eager", TINY, cfg)
+    comp = api.train(prepared, tmp_path / "comp", TINY, dataclasses.replace(cfg, compile=True))
+    a, b = _weights(eager.checkpoint), _weights(comp.checkpoint)
+    assert a.keys() == b.keys()  # no "_orig_mod." prefixes: compiled checkpoints load into a plain model
+    assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-3, atol=1e-4) for k in a)
+    assert comp.curve[-1]["loss"] == pytest.approx(eager.curve[-1]["loss"], rel=1e-3)

@@ -31,6 +31,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--val-every", type=int, default=None, help="validate every N epochs (0 = never)")
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the training step (default: on with a GPU, off on the CPU)")
     p.add_argument("--out", default=None, help="output folder (default .bench/trainings/<training key>)")
     p.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
     p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")
@@ -101,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
         k: v for k, v in (
             ("iterations", args.iterations), ("epoch_length", args.epoch_length), ("patch", args.patch),
             ("batch", args.batch), ("lr", args.lr), ("seed", args.seed), ("val_every", args.val_every),
-            ("num_workers", args.workers),
+            ("num_workers", args.workers), ("compile", args.compile),
         ) if v is not None
     }
     train_cfg = dataclasses.replace(TrainConfig.for_device(args.device), fold=args.fold, device=args.device,

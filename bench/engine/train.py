@@ -27,7 +27,7 @@ from bench.engine.loader import BatchSource, CasePool, make_loader
 from bench.engine.model import build_model
 from bench.engine.recipe import StepState, TrainContext, TrainResult
 from bench.engine.sampling import as_patch3
-from bench.errors import CheckpointError, TrainingDiverged
+from bench.errors import CheckpointError, SpecError, TrainingDiverged
 
 __all__ = ["run_training", "validate", "default_pools"]
 
@@ -96,6 +96,32 @@ def run_training(ctx: TrainContext, *, pools: Sequence[CasePool] | None = None,
         torch.set_num_threads(threads_before)
 
 
+def _compiled(model: torch.nn.Module) -> Any:
+    import torch._dynamo
+
+    # A runner worker trains many cells in one process: graphs of earlier models would count against the
+    # recompile limit (after which dynamo silently runs eager) and push it to slow dynamic-shape graphs.
+    # Every training therefore compiles afresh (about a minute on an H100 for the paper's model).
+    torch._dynamo.reset()
+    # random_patch_size trains at up to six shapes: one static graph each
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
+    return torch.compile(model, dynamic=False)
+
+
+def _run_forward(forward: Any, x: torch.Tensor, compiled: bool, first: bool) -> Any:
+    """The model's forward; the first compiled call turns a compiler failure into a clear error."""
+    if not (compiled and first):
+        return forward(x)
+    try:
+        return forward(x)
+    except Exception as exc:
+        if type(exc).__module__.startswith("torch._dynamo") or type(exc).__module__.startswith("torch._inductor"):
+            raise SpecError(f"train.compile: torch.compile failed on this machine ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); set train.compile = false in the "
+                            "spec or pass --no-compile") from exc
+        raise
+
+
 def _train_loop(ctx: TrainContext, pools: Sequence[CasePool] | None, val_ids: Sequence[str] | None,
                 device: torch.device, final_path: Path, last_path: Path, arch: dict[str, Any]) -> TrainResult:
     from bench.engine.api import ENGINE_VERSION, TrainingStopped
@@ -113,6 +139,9 @@ def _train_loop(ctx: TrainContext, pools: Sequence[CasePool] | None, val_ids: Se
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
     hooks = list(recipe.hooks)
+    # The compiled module shares its parameters with ``model``; checkpoints and validation use ``model``
+    # itself, so state-dict keys and inference do not depend on this setting.
+    forward = _compiled(model) if cfg.compile else model
 
     start, curve, seconds = 0, [], 0.0
     loss_sum, loss_n = 0.0, 0
@@ -174,7 +203,7 @@ def _train_loop(ctx: TrainContext, pools: Sequence[CasePool] | None, val_ids: Se
             for h in hooks:
                 h.before_step(state)
             with autocast(device, use_amp):
-                logits = model(x)
+                logits = _run_forward(forward, x, cfg.compile, it == start)
             per_sample = recipe.loss(logits, y, state)
             loss = (per_sample * w).mean()
             value = float(loss.detach())
