@@ -134,9 +134,9 @@ def step_time(dev: torch.device, mc: ModelConfig, patch: int, batch: int, *, amp
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99, nesterov=True)
     if compile_model:
-        import torch._dynamo
+        from torch import _dynamo
 
-        torch._dynamo.reset()  # earlier sections' graphs would push this one to dynamic shapes
+        _dynamo.reset()  # earlier sections' graphs would push this one to dynamic shapes
         model = torch.compile(model, dynamic=False)
     x = torch.rand(batch, 4, patch, patch, patch, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 4, (batch, patch, patch, patch), device=dev)

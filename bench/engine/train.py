@@ -97,14 +97,14 @@ def run_training(ctx: TrainContext, *, pools: Sequence[CasePool] | None = None,
 
 
 def _compiled(model: torch.nn.Module) -> Any:
-    import torch._dynamo
+    from torch import _dynamo
 
     # A runner worker trains many cells in one process: graphs of earlier models would count against the
     # recompile limit (after which dynamo silently runs eager) and push it to slow dynamic-shape graphs.
     # Every training therefore compiles afresh (about a minute on an H100 for the paper's model).
-    torch._dynamo.reset()
+    _dynamo.reset()
     # random_patch_size trains at up to six shapes: one static graph each
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
+    _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 16)
     return torch.compile(model, dynamic=False)
 
 
