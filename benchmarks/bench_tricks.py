@@ -1,7 +1,7 @@
 """Trick overhead benchmarks (and a reduced look at each trick's effect on test Dice).
 
     python benchmarks/bench_tricks.py overhead [--steps 20] [--rounds 0] [--iterations 6]
-    python benchmarks/bench_tricks.py effect [--iterations 300] [--seeds 0 1 2] [--tricks a b ...]
+    python benchmarks/bench_tricks.py effect [--iterations 400] [--seeds 0 1 2] [--tricks a b ...] [--set t.p=v]
 
 ``overhead``: a CPU trainer iteration of the demo model (default ModelConfig / TrainConfig: depth 3, width
 16, patch 48, batch 2, data loading in-process) for the baseline and for heuristic_sampling (K=4),
@@ -20,6 +20,7 @@ cores (arms x seeds trainings of the baseline's budget); a first look, not a ver
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -207,33 +208,40 @@ def overhead(args: argparse.Namespace) -> None:
 
 
 def effect(args: argparse.Namespace) -> None:
+    """Each trick alone on top of the baseline: test Dice per seed, mean, spread over seeds, change from the
+    baseline, per region. Same data, budget and seeds for every arm; inference-only tricks reuse the
+    baseline's trainings (same training key), model_fusion trains the other folds."""
     from bench.engine.api import predict, train, training_key
     from bench.engine.config import InferenceConfig
     from bench.engine.synthetic import MemoryDataset
     from bench.evaluation.metrics import evaluate_case
-    from tricks import resolve
+    from tricks import parse_set_option, resolve
 
-    ds = MemoryDataset(cases=args.cases, shape=tuple(args.shape), seed=0, folds=2, unlabeled=2)
+    ds = MemoryDataset(cases=args.cases, shape=tuple(args.shape), seed=0, folds=args.folds, unlabeled=args.unlabeled)
+    sets: dict[str, dict[str, object]] = {}
+    for text in args.sets:
+        trick, param, value = parse_set_option(text)
+        sets.setdefault(trick, {})[param] = value
     arms = [("baseline", [])] + [(t, [t]) for t in args.tricks]
+    mcfg = dataclasses.replace(ModelConfig.cpu(), width=args.width)
     print(
-        f"reduced effect run: {args.iterations} iterations, patch {args.patch}, seeds {args.seeds}, "
-        f"{len(ds.test_ids())} test cases, fold 0"
+        f"effect run: {args.iterations} iterations, patch {args.patch}, batch {args.batch}, seeds {args.seeds}, "
+        f"{len(ds.test_ids())} test cases, fold 0 of {ds.n_folds}, {len(ds.unlabeled_ids)} unlabeled cases, "
+        f"parameters {sets or 'defaults'}", flush=True,
     )
     results: dict[str, list[float]] = {}
     per_region: dict[str, dict[str, list[float]]] = {}
-    mcfg = ModelConfig(width=args.width)
+    seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         done: dict[str, Path] = {}  # training key -> checkpoint: inference-only tricks reuse trainings
         for seed in args.seeds:
             for name, names in arms:
-                stack = resolve(names)
+                stack = resolve(names, {k: v for k, v in sets.items() if k in names})
                 t = time.perf_counter()
                 ckpts = []
                 for f in stack.folds_for(0, ds.n_folds):
-                    fcfg = TrainConfig(
-                        iterations=args.iterations, epoch_length=max(1, args.iterations // 4), patch=args.patch,
-                        batch=2, num_workers=0, device="cpu", seed=seed, fold=f,
-                    )
+                    fcfg = TrainConfig.cpu(iterations=args.iterations, patch=args.patch, batch=args.batch,
+                                           seed=seed, fold=f, val_every=0)
                     key = training_key(ds.fingerprint, mcfg, fcfg, stack)
                     if key not in done:
                         done[key] = train(ds, Path(tmp) / key, mcfg, fcfg, stack).checkpoint
@@ -247,17 +255,20 @@ def effect(args: argparse.Namespace) -> None:
                     for r in regions:
                         regions[r].append(m[r].dice)
                 results.setdefault(name, []).append(float(np.mean(dices)))
-                print(
-                    f"  {name:20s} seed {seed}: mean Dice {results[name][-1]:.3f}  "
-                    f"({time.perf_counter() - t:.0f} s)",
-                    flush=True,
-                )
-    base = np.mean(results["baseline"])
-    print(f"\n  {'trick':20s} {'mean Dice':>9s} {'sd(seeds)':>9s} {'delta':>7s} {'ET':>6s} {'TC':>6s} {'WT':>6s}")
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+                print(f"  {name:20s} seed {seed}: mean Dice {results[name][-1]:.3f}  "
+                      f"({time.perf_counter() - t:.0f} s)", flush=True)
+    base = np.asarray(results["baseline"])
+    print("\n| trick | mean Dice (3 regions) | per seed | sd over seeds | change vs baseline | seeds better | "
+          "Dice ET | Dice TC | Dice WT | s (all seeds) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, v in results.items():
-        r = per_region[name]
-        print(f"  {name:20s} {np.mean(v):9.3f} {np.std(v):9.3f} {np.mean(v) - base:+7.3f} "
-              f"{np.mean(r['ET']):6.3f} {np.mean(r['TC']):6.3f} {np.mean(r['WT']):6.3f}")
+        r, arr = per_region[name], np.asarray(v)
+        better = "" if name == "baseline" else f"{int((arr > base).sum())}/{len(arr)}"
+        delta = "" if name == "baseline" else f"{arr.mean() - base.mean():+.3f}"
+        print(f"| {name} | {arr.mean():.3f} | {' / '.join(f'{x:.3f}' for x in arr)} | {arr.std(ddof=1) if len(arr) > 1 else 0:.3f} | "
+              f"{delta} | {better} | {np.mean(r['ET']):.3f} | {np.mean(r['TC']):.3f} | {np.mean(r['WT']):.3f} | "
+              f"{seconds[name]:.0f} |")
 
 
 def main() -> None:
@@ -271,15 +282,18 @@ def main() -> None:
     # defaults: the baseline's budget and the engine's learning benchmark data (bench_engine.py learn)
     e.add_argument("--iterations", type=int, default=TrainConfig().iterations)
     e.add_argument("--patch", type=int, default=TrainConfig().patch)
+    e.add_argument("--batch", type=int, default=TrainConfig().batch)
     e.add_argument("--width", type=int, default=ModelConfig().width)
     e.add_argument("--cases", type=int, default=20)
+    e.add_argument("--unlabeled", type=int, default=4, help="unlabeled phantoms (semi_supervised's source)")
+    e.add_argument("--folds", type=int, default=2, help="cross-validation folds (= models fused by model_fusion)")
     e.add_argument("--shape", type=int, nargs=3, default=(96, 96, 64))
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    e.add_argument(
-        "--tricks",
-        nargs="+",
-        default=["heuristic_sampling", "hard_mining", "focal_loss", "multitask", "patch_fusion"],
-    )
+    e.add_argument("--set", dest="sets", action="append", default=[], metavar="TRICK.PARAM=VALUE",
+                   help="trick parameter, as in bench train (repeatable)")
+    e.add_argument("--tricks", nargs="+", default=[
+        "dense_blocks", "self_ensemble", "warmup", "heuristic_sampling", "hard_mining", "focal_loss",
+        "random_patch_size", "multitask", "patch_fusion", "model_fusion", "semi_supervised"])
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     {"overhead": overhead, "effect": effect}[args.what](args)

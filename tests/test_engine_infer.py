@@ -39,6 +39,19 @@ def test_window_starts_cover_the_axis(size: int, window: int, overlap: float) ->
         assert list(steps) == [window] * (len(starts) - 1)  # exact tiles
 
 
+def test_stride_placement_follows_monai_and_even_placement_spreads() -> None:
+    # MONAI's sliding_window_inference on a 240x240x155 BraTS volume, window 64, overlap 0.5: interval 32,
+    # starts at multiples of 32, the last window moved back to end at the border
+    assert window_starts(240, 64, 0.5, "stride") == [0, 32, 64, 96, 128, 160, 176]
+    assert window_starts(155, 64, 0.5, "stride") == [0, 32, 64, 91]
+    assert window_starts(155, 64, 0.0, "stride") == [0, 64, 91]
+    # the default spreads the same number of windows evenly (nnU-Net)
+    assert window_starts(240, 64, 0.5) == [0, 29, 59, 88, 117, 147, 176]
+    assert window_starts(155, 64, 0.5) == [0, 30, 61, 91]
+    with pytest.raises(ValueError, match="accepted even, stride"):
+        window_starts(100, 32, 0.5, "corner")
+
+
 def _voxelwise(x: torch.Tensor) -> torch.Tensor:
     """A position-independent 'model': per-voxel softmax of a fixed mixing of the channels."""
     mix = torch.tensor([[1.0, 0.0, 0.5, 0.0], [0.0, 1.0, 0.0, -1.0], [0.3, 0.3, 0.3, 0.3]])

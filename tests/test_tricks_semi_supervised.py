@@ -141,3 +141,31 @@ def test_two_rounds_pseudo_labels_alpha_and_resume(tmp_path: Path) -> None:
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
     # a finished procedure called again returns at once
     assert ctx_c.recipe.procedure(dataclasses.replace(ctx_c)).checkpoint == result_b.checkpoint
+
+
+@pytest.mark.slow
+def test_msd_folder_as_unlabeled_source(prepared, synth_raw: Path, tmp_path: Path) -> None:
+    folder = synth_raw / "unlabeled"  # MSD 4D layout: imagesTs/BRATS_U*.nii.gz, no labels
+    assert sorted(p.name for p in (folder / "imagesTs").iterdir()) == ["BRATS_U001.nii.gz", "BRATS_U002.nii.gz"]
+    stack = resolve(["semi_supervised"], {"semi_supervised": {"unlabeled": str(folder), "views": 2, "rounds": 1,
+                                                              "eps": 0.0}})
+    cfg = TrainConfig(iterations=2, epoch_length=2, patch=16, batch=2, num_workers=0, device="cpu")
+    ctx = TrainContext(prepared, tmp_path / "t", ModelConfig(width=4, depth=2), cfg,
+                       stack.build(baseline_recipe(cfg)), stack)
+    cache = Path(prepared.root).parent
+    before = {p.name for p in cache.iterdir()}
+    result = ctx.recipe.procedure(ctx)
+    assert result.checkpoint.exists()
+    made = {p.name for p in cache.iterdir()} - before  # the folder was prepared into the dataset's cache
+    manifest = json.loads((tmp_path / "t" / "round0" / "pseudo" / "manifest.json").read_text())
+    assert manifest["round"] == 0 and manifest["cases"] == ["BRATS_U001", "BRATS_U002"]
+    from bench.data.prepare import prepare
+
+    # ... with the labeled dataset's preprocessing, and every unlabeled case was pseudo-labelled
+    uds = prepare(folder, cache, progress=False)
+    assert made == {Path(uds.root).name}
+    assert (uds.params["spacing"], uds.params["normalization"]) == (prepared.params["spacing"],
+                                                                    prepared.params["normalization"])
+    for cid in manifest["cases"]:
+        lab = np.load(tmp_path / "t" / "round0" / "pseudo" / f"{cid}.npy")
+        assert lab.dtype == np.uint8 and lab.shape == uds.load(cid).image.shape[1:] and lab.max() <= 3

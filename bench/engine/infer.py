@@ -54,15 +54,23 @@ def autocast(device: torch.device, enabled: bool) -> Any:
     return nullcontext()
 
 
-def window_starts(size: int, window: int, overlap: float) -> list[int]:
+def window_starts(size: int, window: int, overlap: float, placement: str = "even") -> list[int]:
     """Start offsets of windows along one axis of length ``size`` (``size >= window``).
 
-    The step is ``window * (1 - overlap)`` (at least 1); the windows are spread evenly from 0 to
-    ``size - window``, so the last one ends at the border. With overlap 0 the windows are tiles that only
-    overlap where ``size`` is not a multiple of ``window``.
+    ``placement="even"`` (the default, nnU-Net's rule): the step is ``window * (1 - overlap)`` (at least 1) and
+    the windows are spread evenly from 0 to ``size - window``, so the last one ends at the border. With overlap
+    0 the windows are tiles that only overlap where ``size`` is not a multiple of ``window``.
+    ``placement="stride"`` (MONAI's ``sliding_window_inference`` rule): starts at multiples of
+    ``int(window * (1 - overlap))``, the last one moved back to end at the border.
     """
+    if placement not in ("even", "stride"):
+        raise ValueError(f"window placement {placement!r}; accepted even, stride")
     if size <= window:
         return [0]
+    if placement == "stride":
+        interval = max(1, int(window * (1.0 - overlap)))
+        n = math.ceil((size - window) / interval) + 1
+        return [min(i * interval, size - window) for i in range(n)]
     step = max(1.0, window * (1.0 - overlap))
     n = math.ceil((size - window) / step) + 1
     if n == 1:
@@ -88,11 +96,12 @@ def window_weights(window: Sequence[int], mode: str = "constant", sigma: float =
 
 def sliding_window(predict_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
                    window: int | Sequence[int], n_out: int, *, overlap: float = 0.0, weights: str = "constant",
-                   sigma: float = 0.125, window_batch: int = 2) -> torch.Tensor:
+                   sigma: float = 0.125, window_batch: int = 2, placement: str = "even") -> torch.Tensor:
     """Weighted average of ``predict_fn`` over windows covering ``image`` ``(C, X, Y, Z)``.
 
     ``predict_fn(batch (B, C, wx, wy, wz)) -> (B, n_out, wx, wy, wz)`` (probabilities). Volumes smaller than the
-    window are zero-padded. Returns float32 ``(n_out, X, Y, Z)`` on the image's device.
+    window are zero-padded. ``placement``: see :func:`window_starts`. Returns float32 ``(n_out, X, Y, Z)`` on
+    the image's device.
     """
     win = [int(window)] * 3 if isinstance(window, (int, np.integer)) else [int(w) for w in window]
     size = list(image.shape[1:])
@@ -104,7 +113,7 @@ def sliding_window(predict_fn: Callable[[torch.Tensor], torch.Tensor], image: to
     out = torch.zeros((n_out, *full), dtype=torch.float32, device=dev)
     norm = torch.zeros(full, dtype=torch.float32, device=dev)
     wmap = window_weights(win, weights, sigma).to(dev)
-    starts = [window_starts(s, w, overlap) for s, w in zip(full, win)]
+    starts = [window_starts(s, w, overlap, placement) for s, w in zip(full, win)]
     corners = [(a, b, c) for a in starts[0] for b in starts[1] for c in starts[2]]
     for i in range(0, len(corners), max(1, window_batch)):
         chunk = corners[i:i + window_batch]
