@@ -132,3 +132,38 @@ def test_training_lock(registered):
     assert state.claim_training(store, "k2", 0, 0, a, timeout=60)[0] == "claimed"
     state.fail_training(store, "k2", a, "TrainingDiverged")
     assert state.claim_training(store, "k2", 0, 0, b, timeout=60)[0] == "claimed"  # a failed training is retried
+
+
+def _register_at_once(url: str, barrier, out) -> None:
+    spec = parse_spec(SPEC.replace('name = "q"', 'name = "race"'))
+    store = open_store(url)
+    p = plan(spec)
+    barrier.wait()
+    try:
+        out.put([cid for cid, _ in state.register_experiment(store, spec, p)])
+    except Exception as exc:  # reported to the test, which fails on it
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_simultaneous_first_launches_register_one_experiment(pg_url) -> None:
+    """Several machines launching the same new spec at once: one experiment, the same cells for all of them."""
+    open_store(pg_url)  # schema created once, as the first launch would
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_register_at_once, args=(pg_url, barrier, out)) for _ in range(6)]
+    for pr in procs:
+        pr.start()
+    got = [out.get(timeout=120) for _ in procs]
+    for pr in procs:
+        pr.join(timeout=30)
+    assert all(isinstance(g, list) for g in got), got
+    assert all(g == got[0] for g in got) and len(got[0]) == 8
+    store = open_store(pg_url)
+    from sqlalchemy import func, select
+
+    from bench.store.models import Experiment
+
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Experiment)) == 1
+        assert s.scalar(select(func.count()).select_from(Cell)) == 8

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -146,7 +147,22 @@ def check_extension(store: ResultsStore, spec: Any) -> None:
 
 def register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tuple[int, str]]:
     """Create or extend the experiment and its configurations and cells; returns ``[(cell_id, state)]`` of the
-    plan's cells in design order. Existing cells keep their state (finished cells are never touched)."""
+    plan's cells in design order. Existing cells keep their state (finished cells are never touched).
+
+    Launches on several machines may register the same new experiment at the same moment: the loser of an
+    insert race gets a unique-constraint error, its transaction is rolled back, and it registers again,
+    now finding (and extending) the winner's rows."""
+    for attempt in range(8):
+        try:
+            return _register_experiment(store, spec, plan)
+        except IntegrityError:
+            if attempt == 7:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tuple[int, str]]:
     check_extension(store, spec)
     baseline = spec.baseline_label if spec.design in ("ladder", "full") else (
         spec.rows[0].label if spec.rows else None)
