@@ -230,9 +230,14 @@ def test_compile_is_the_gpu_default_and_a_flag() -> None:
 
 @pytest.mark.slow
 def test_compiled_training_matches_eager_and_stores_plain_weights(prepared, tmp_path: Path) -> None:
+    from torch._dynamo.utils import counters
+
     cfg = dataclasses.replace(CFG, iterations=2, epoch_length=2)
+    counters.clear()
     eager = api.train(prepared, tmp_path / "eager", TINY, cfg)
+    assert counters["stats"]["unique_graphs"] == 0  # eager: nothing compiled
     comp = api.train(prepared, tmp_path / "comp", TINY, dataclasses.replace(cfg, compile=True))
+    assert counters["stats"]["unique_graphs"] >= 1  # the training step really ran through torch.compile
     a, b = _weights(eager.checkpoint), _weights(comp.checkpoint)
     assert a.keys() == b.keys()  # no "_orig_mod." prefixes: compiled checkpoints load into a plain model
     assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-3, atol=1e-4) for k in a)
