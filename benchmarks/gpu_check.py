@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -123,9 +124,9 @@ def correctness(dev: torch.device, smoke: bool) -> None:
     say()
 
 
-def step_time(dev: torch.device, mc: ModelConfig, patch: int, batch: int, *, amp: bool, channels_last: bool,
-              steps: int, warm: int, compile_model: bool = False) -> tuple[float, float]:
-    """Median seconds of one SGD step (CE + Dice) and peak memory in GiB."""
+def make_step(dev: torch.device, mc: ModelConfig, patch: int, batch: int, *, amp: bool,
+              channels_last: bool = False, compile_model: bool = False) -> Callable[[], None]:
+    """One SGD step (CE + Dice, grad clipping) of a fresh ``mc`` model on a fixed random batch, as a closure."""
     from bench.engine.infer import autocast
 
     torch.manual_seed(0)
@@ -133,34 +134,47 @@ def step_time(dev: torch.device, mc: ModelConfig, patch: int, batch: int, *, amp
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99, nesterov=True)
+    forward = model
     if compile_model:
         from torch import _dynamo
 
         _dynamo.reset()  # earlier sections' graphs would push this one to dynamic shapes
-        model = torch.compile(model, dynamic=False)
+        forward = torch.compile(model, dynamic=False)
     x = torch.rand(batch, 4, patch, patch, patch, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 4, (batch, patch, patch, patch), device=dev)
     loss_fn = CEDiceLoss()
     st = StepState(0, 1, 0, 1, 0.01, (patch,) * 3, batch, MeanCrossEntropy())
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
-    times = []
-    for i in range(warm + steps):
-        sync(dev)
-        t = time.perf_counter()
+
+    def step() -> None:
         with autocast(dev, amp):
-            logits = model(x)
+            logits = forward(x)
         loss = loss_fn(logits, y, st).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 12)
         opt.step()
+
+    return step
+
+
+def step_time(dev: torch.device, mc: ModelConfig, patch: int, batch: int, *, amp: bool, channels_last: bool,
+              steps: int, warm: int, compile_model: bool = False) -> tuple[float, float]:
+    """Median seconds of one SGD step (CE + Dice) and peak memory in GiB."""
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    step = make_step(dev, mc, patch, batch, amp=amp, channels_last=channels_last, compile_model=compile_model)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    for i in range(warm + steps):
+        sync(dev)
+        t = time.perf_counter()
+        step()
         sync(dev)
         if i >= warm:
             times.append(time.perf_counter() - t)
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
-    del model, opt, x, y
+    del step
     return float(np.median(times)), peak
 
 
@@ -258,29 +272,11 @@ def profile(dev: torch.device, smoke: bool) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as tprofile
 
-    from bench.engine.infer import autocast
-
     mc = ModelConfig(width=4, depth=2) if smoke else ModelConfig.paper()
     patch = 16 if smoke else 128
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     for amp in (True, False):
-        torch.manual_seed(0)
-        model = build_model(mc).to(dev)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99, nesterov=True)
-        x = torch.rand(1, 4, patch, patch, patch, device=dev)
-        y = torch.randint(0, 4, (1, patch, patch, patch), device=dev)
-        loss_fn = CEDiceLoss()
-        st = StepState(0, 1, 0, 1, 0.01, (patch,) * 3, 1, MeanCrossEntropy())
-
-        def step(model=model, opt=opt, x=x, y=y, loss_fn=loss_fn, st=st, amp=amp) -> None:  # type: ignore[no-untyped-def]
-            with autocast(dev, amp):
-                logits = model(x)
-            loss = loss_fn(logits, y, st).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 12)
-            opt.step()
-
+        step = make_step(dev, mc, patch, 1, amp=amp)
         for _ in range(3):
             step()
         sync(dev)
@@ -318,7 +314,7 @@ def profile(dev: torch.device, smoke: bool) -> None:
         for e in sorted(events, key=lambda e: -getattr(e, key, 0.0))[:12]:
             say(f"| `{e.key[:90]}` | {getattr(e, key, 0.0) / 3 / 1000:.2f} | {e.count // 3} |")
         say()
-        del model, opt, x, y, step
+        del step
         if dev.type == "cuda":
             torch.cuda.empty_cache()
 

@@ -220,14 +220,19 @@ def _trick_list(source: str, key: str, value: Any) -> tuple[str, ...]:
         raise _err(source, f"{key} = {value!r} must be a list of trick names")
     if len(set(value)) != len(value):
         raise _err(source, f"{key} = {value!r} names a trick twice")
+    _known_tricks(source, key, value)
+    return tuple(value)
+
+
+def _known_tricks(source: str, key: str, names: Any) -> None:
+    """Refuse an unknown trick name under ``key`` (the registry's message suggests the closest name)."""
     from tricks import get
 
-    for name in value:
+    for name in names:
         try:
             get(name)
         except BenchError as exc:
             raise _err(source, f"{key}: {exc}") from None
-    return tuple(value)
 
 
 def _config_section(source: str, section: str, table: Any, cls: type, forbidden: tuple[str, ...] = ()) -> dict:
@@ -268,13 +273,7 @@ def _config_section(source: str, section: str, table: Any, cls: type, forbidden:
 def _trick_params(source: str, key: str, value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise _err(source, f"{key} must be a table of tables, e.g. {key}.warmup = {{ epochs = 2 }}")
-    from tricks import get
-
-    for trick in value:
-        try:
-            get(trick)
-        except BenchError as exc:
-            raise _err(source, f"{key}: {exc}") from None
+    _known_tricks(source, key, value)
     return {k: dict(v) for k, v in value.items()}
 
 
