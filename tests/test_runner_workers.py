@@ -90,7 +90,8 @@ def _status(ws: Path) -> list[dict]:
 @pytest.mark.postgres
 def test_two_workers_on_postgres_survive_a_sigkill(tmp_path, pg_url):
     ws = tmp_path / "ws"
-    spec = parse_spec(tiny("pgkill", iterations=16), str(tmp_path / "pgkill.toml"))
+    # a few seconds of training, so that the SIGKILL below lands mid-cell even on an idle machine
+    spec = parse_spec(tiny("pgkill", iterations=200), str(tmp_path / "pgkill.toml"))
     prep = prepare_run(RunOptions(spec=spec, folder=ws, results_url=pg_url, storage_url=pg_url,
                                   tracking_uri="none", progress=False, heartbeat_timeout=4))
     assert len(prep.cell_ids) == 4 and prep.n_trainings == 2
@@ -140,7 +141,9 @@ def _bench_run(ws: Path, spec_file: Path, *extra: str) -> subprocess.Popen:
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_results(tmp_path):
     spec_file = tmp_path / "resume.toml"
-    spec_file.write_text(tiny("resume", factors='["patch_fusion"]', iterations=12))
+    # long enough (a few seconds) that the Ctrl-C below lands mid-training even on an idle machine, where a
+    # tiny iteration takes ~10 ms and 12 of them ended before the signal arrived
+    spec_file.write_text(tiny("resume", factors='["patch_fusion"]', iterations=200))
     # uninterrupted, with the MLflow mirror on
     ws1 = tmp_path / "ws1"
     p = _bench_run(ws1, spec_file)
