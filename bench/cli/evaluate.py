@@ -1,4 +1,5 @@
-"""`bench evaluate`: score a folder of predictions against a dataset with the BraTS 2017-2022 rules."""
+"""`bench evaluate`: score a folder of predictions against a dataset with the BraTS 2017-2022 rules, or
+with the BraTS 2023 lesion-wise rules of a cohort (``--lesionwise``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     from bench.evaluation.evaluate import Matching
 
 _FORMATS = ("brats2019", "brats2023", "msd")
+_COHORTS = ("gli", "ssa", "ped", "men", "met")  # bench.evaluation.lesionwise.COHORTS (not imported: CLI start-up)
 
 
 def _jobs(text: str) -> int:
@@ -29,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Match PRED/<ID>.nii.gz to the cases of the dataset GT, compute Dice, HD95 (medpy's "
         "pooled definition), sensitivity and specificity for ET, TC and WT with the BraTS 2017-2022 "
         "empty-mask rules, write the per-case CSV and print a Table-2 style summary. Predictions use the "
-        "label convention of GT.",
+        "label convention of GT. With --lesionwise COHORT the BraTS 2023 lesion-wise Dice and HD95 and the "
+        "2023 evaluator's legacy values are computed too and written per case and region.",
     )
     p.add_argument("--pred", required=True, metavar="PRED_DIR",
                    help="folder of predictions named <ID>.nii.gz")
@@ -40,7 +43,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=_FORMATS, default=None, help="layout of GT_DIR (default: detected)")
     p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
                    help="cases evaluated in parallel (default min(2, CPU count))")
+    p.add_argument("--lesionwise", type=_cohort, default=None, metavar="COHORT",
+                   help="also score with the BraTS 2023 lesion-wise rules of COHORT: "
+                   f"{', '.join(_COHORTS)} (dilation 3/3/3/1/1, lesions <= 50/50/50/50/2 mm^3 ignored)")
     p.set_defaults(handler=_handler)
+
+
+def _cohort(text: str) -> str:
+    key = text.strip().lower()
+    if key not in _COHORTS:
+        raise argparse.ArgumentTypeError(f"unknown cohort {text!r}; expected one of {', '.join(_COHORTS)}")
+    return key
 
 
 def _report_matching(matching: Matching, out: Path) -> None:
@@ -57,16 +70,28 @@ def _report_matching(matching: Matching, out: Path) -> None:
 
 
 def _handler(args: argparse.Namespace) -> int:
-    from bench.evaluation.evaluate import evaluate_folder, format_summary, write_csv
+    from bench.evaluation.evaluate import (
+        evaluate_folder,
+        format_lesion_summary,
+        format_summary,
+        write_csv,
+        write_lesion_csv,
+    )
 
     out = Path(args.out) if args.out else Path(args.pred) / "metrics.csv"
     result = evaluate_folder(args.pred, args.gt, fmt=args.format, jobs=args.jobs,
-                             on_matched=lambda m: _report_matching(m, out))
-    write_csv(result.rows, out)
+                             on_matched=lambda m: _report_matching(m, out), cohort=args.lesionwise)
+    if args.lesionwise:
+        write_lesion_csv(result.rows, result.lesions, out)
+    else:
+        write_csv(result.rows, out)
     m = result.matching
     print(f"evaluated {len(m.pairs)} case(s) of {args.gt} ({result.format}); "
           f"{len(m.predictions_without_case)} prediction(s) without a case, "
           f"{len(m.cases_without_prediction)} case(s) without a prediction")
     print(format_summary(result.rows))
+    if args.lesionwise:
+        print()
+        print(format_lesion_summary(result.lesions, args.lesionwise))
     print(f"per-case metrics: {out}")
     return 0

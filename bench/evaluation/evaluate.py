@@ -27,12 +27,14 @@ from bench.atomic import atomic_write_text
 from bench.data.formats import BRATS2019, HD95_PENALTY, REGIONS
 from bench.data.readers import CaseFiles, detect_format, labels_to_brats, list_cases, load_nifti, read_label
 from bench.errors import DataError
+from bench.evaluation.lesionwise import Cohort, LesionwiseMetrics, get_cohort, lesionwise_case
 from bench.evaluation.metrics import METRIC_NAMES, RegionMetrics, evaluate_case
 
 __all__ = [
     "CaseRow", "CSV_COLUMNS", "STATS", "Matching", "FolderResult", "match_predictions", "case_rows",
     "evaluate_pair",
     "evaluate_folder", "write_csv", "read_csv", "summary_table", "penalty_counts", "format_summary",
+    "LesionRow", "LESION_CSV_COLUMNS", "write_lesion_csv", "format_lesion_summary",
 ]
 
 STATS: tuple[str, ...] = ("Mean", "StdDev", "Median", "25quantile", "75quantile")
@@ -57,6 +59,22 @@ class CaseRow:
 CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CaseRow))
 
 
+@dataclass(frozen=True)
+class LesionRow:
+    """The BraTS 2023 lesion-wise and legacy values of one region of one case (``--lesionwise``)."""
+
+    case_id: str
+    region: str
+    metrics: LesionwiseMetrics
+
+
+# ``case`` .. ``specificity`` as the 2023 evaluator names them, then bench's whole-image Dice / medpy HD95
+LESION_CSV_COLUMNS: tuple[str, ...] = (
+    "case", "region", "lesion_dice", "lesion_hd95", "legacy_dice", "legacy_hd95", "num_tp", "num_fp", "num_fn",
+    "sensitivity", "specificity", "dice", "hd95", "penalty",
+)
+
+
 @dataclass
 class Matching:
     """Which prediction file goes with which reference case, and what is left over."""
@@ -72,6 +90,7 @@ class FolderResult:
     rows: list[CaseRow]
     matching: Matching
     format: str
+    lesions: list[LesionRow] = field(default_factory=list)  # with a cohort only, in the order of ``rows``
 
 
 # ------------------------------------------------------------------------------------------------ matching
@@ -164,8 +183,29 @@ def evaluate_pair(pred_path: Path, case_files: CaseFiles) -> list[CaseRow]:
     return case_rows(case_files.case_id, evaluate_case(pred, gt, spacing, BRATS2019))
 
 
-def _evaluate_job(job: tuple[Path, CaseFiles]) -> list[CaseRow]:
-    return evaluate_pair(*job)
+def evaluate_pair_lesionwise(
+    pred_path: Path, case_files: CaseFiles, cohort: str | Cohort
+) -> tuple[list[CaseRow], list[LesionRow]]:
+    """:func:`evaluate_pair` plus the BraTS 2023 lesion-wise values of ``cohort`` (files read once)."""
+    gt, _, spacing = read_label(case_files)
+    raw, _, _ = load_nifti(pred_path)
+    if raw.shape != gt.shape:
+        raise DataError(
+            f"{pred_path}: prediction shape {tuple(raw.shape)} differs from the reference "
+            f"{Path(str(case_files.seg)).name} shape {tuple(gt.shape)}; predictions must be on the source "
+            "grid"
+        )
+    pred = _prediction_labels(pred_path, raw, case_files.format)
+    rows = case_rows(case_files.case_id, evaluate_case(pred, gt, spacing, BRATS2019))
+    lesions = lesionwise_case(pred, gt, spacing, cohort, BRATS2019)
+    return rows, [LesionRow(case_files.case_id, r, m) for r, m in lesions.items()]
+
+
+def _evaluate_job(job: tuple[Path, CaseFiles, Cohort | None]) -> tuple[list[CaseRow], list[LesionRow]]:
+    pred_path, case_files, cohort = job
+    if cohort is None:
+        return evaluate_pair(pred_path, case_files), []
+    return evaluate_pair_lesionwise(pred_path, case_files, cohort)
 
 
 def default_jobs() -> int:
@@ -180,13 +220,16 @@ def evaluate_folder(
     jobs: int | None = None,
     progress: bool = True,
     on_matched: Callable[[Matching], None] | None = None,
+    cohort: str | Cohort | None = None,
 ) -> FolderResult:
     """Evaluate every prediction of ``pred_dir`` that has a labeled case in ``gt_dir``.
 
     Cases run in a process pool of ``jobs`` workers (default ``min(2, cpu count)``; 1 runs in-process) with a
     tqdm bar on stderr. ``on_matched`` is called with the matching before scoring starts (to report
-    unmatched files early). Rows come sorted by case ID, then region (ET, TC, WT).
+    unmatched files early). Rows come sorted by case ID, then region (ET, TC, WT). With ``cohort`` (a
+    :data:`bench.evaluation.lesionwise.COHORTS` name) the result also holds the lesion-wise values.
     """
+    lesion_cohort = None if cohort is None else get_cohort(cohort, where="--lesionwise")
     matching = match_predictions(pred_dir, gt_dir, fmt)
     fmt = fmt or detect_format(gt_dir)
     if on_matched is not None:
@@ -198,10 +241,14 @@ def evaluate_folder(
 
     bar = tqdm(total=len(matching.pairs), desc="evaluating", unit="case", disable=not progress)
     rows: list[CaseRow] = []
+    lesions: list[LesionRow] = []
+    jobs_in = [(pred, cf, lesion_cohort) for pred, cf in matching.pairs]
     try:
         if jobs == 1 or len(matching.pairs) == 1:
-            for job in matching.pairs:
-                rows.extend(_evaluate_job(job))
+            for job in jobs_in:
+                got = _evaluate_job(job)
+                rows.extend(got[0])
+                lesions.extend(got[1])
                 bar.update(1)
         else:
             import multiprocessing
@@ -213,10 +260,12 @@ def evaluate_folder(
             if ctx.get_start_method() == "forkserver":
                 ctx.set_forkserver_preload([__name__])  # import once in the server, not in every worker
             with ProcessPoolExecutor(max_workers=min(jobs, len(matching.pairs)), mp_context=ctx) as pool:
-                futures = [pool.submit(_evaluate_job, job) for job in matching.pairs]
+                futures = [pool.submit(_evaluate_job, job) for job in jobs_in]
                 try:
                     for fut in as_completed(futures):
-                        rows.extend(fut.result())
+                        got = fut.result()
+                        rows.extend(got[0])
+                        lesions.extend(got[1])
                         bar.update(1)
                 except BaseException:
                     for f in futures:
@@ -226,7 +275,8 @@ def evaluate_folder(
         bar.close()
     order = {r: i for i, r in enumerate(REGIONS)}
     rows.sort(key=lambda row: (row.case_id, order.get(row.region, len(order))))
-    return FolderResult(rows, matching, fmt)
+    lesions.sort(key=lambda row: (row.case_id, order.get(row.region, len(order))))
+    return FolderResult(rows, matching, fmt, lesions)
 
 
 # ------------------------------------------------------------------------------------------------ CSV
@@ -339,4 +389,52 @@ def format_summary(rows: list[CaseRow] | list[Mapping[str, Any]]) -> str:
         + ", ".join(f"{r} {penalties.get(r, 0)}" for r in regions)
         + " case(s)"
     )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ lesion-wise
+
+
+def write_lesion_csv(rows: Iterable[CaseRow], lesions: Iterable[LesionRow], path: Path | str) -> Path:
+    """Write the lesion-wise per-case CSV (``LESION_CSV_COLUMNS``, one row per case and region) atomically."""
+    whole = {(r.case_id, r.region): r for r in rows}
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(LESION_CSV_COLUMNS)
+    for les in lesions:
+        m = les.metrics
+        w = whole.get((les.case_id, les.region))
+        values: list[Any] = [
+            les.case_id, les.region, m.lesion_dice, m.lesion_hd95, m.legacy_dice, m.legacy_hd95, m.num_tp,
+            m.num_fp, m.num_fn, m.sensitivity, m.specificity,
+        ]
+        values += [w.dice, w.hd95, int(w.penalty)] if w is not None else ["", "", ""]
+        writer.writerow([repr(v) if isinstance(v, float) else v for v in values])
+    return atomic_write_text(path, buf.getvalue())
+
+
+_LESION_SUMMARY = (
+    ("lesion_dice", "LesionWise Dice", 4), ("lesion_hd95", "LesionWise HD95 (mm)", 3),
+    ("legacy_dice", "Legacy Dice", 4), ("legacy_hd95", "Legacy HD95 (mm)", 3),
+    ("sensitivity", "Sensitivity", 4), ("specificity", "Specificity", 4),
+)
+
+
+def format_lesion_summary(lesions: list[LesionRow], cohort: str | Cohort) -> str:
+    """Summary like the official 2023 scoring: Mean, StdDev, Median, quartiles per region, and TP/FP/FN sums."""
+    c = get_cohort(cohort)
+    regions = [r for r in REGIONS if any(le.region == r for le in lesions)]
+    n_cases = len({le.case_id for le in lesions})
+    lines = [f"{n_cases} case{'s' if n_cases != 1 else ''}; {c.describe()}"]
+    for key, title, digits in _LESION_SUMMARY:
+        lines.append("")
+        lines.append(f"{title:<22}" + "".join(f"{r:>10}" for r in regions))
+        per = {r: _stats([float(getattr(le.metrics, key)) for le in lesions if le.region == r]) for r in regions}
+        for s in STATS:
+            lines.append(f"{s:<22}" + "".join(f"{per[r][s]:>10.{digits}f}" for r in regions))
+    lines.append("")
+    for key, title in (("num_tp", "lesions found (TP)"), ("num_fn", "lesions missed (FN)"),
+                       ("num_fp", "false positives (FP)")):
+        lines.append(f"{title:<22}" + "".join(
+            f"{sum(getattr(le.metrics, key) for le in lesions if le.region == r):>10d}" for r in regions))
     return "\n".join(lines)

@@ -37,7 +37,7 @@ from scipy import ndimage
 
 from bench.data.formats import BRATS2019, REGIONS, LabelConvention
 from bench.errors import SpecError
-from bench.evaluation.surface import robust_hd95
+from bench.evaluation.surface import Surfels, robust_hausdorff_surfels, robust_hd95, surfels
 
 __all__ = [
     "Cohort", "COHORTS", "LESION_HD95_PENALTY", "LESION_METRIC_NAMES", "LesionwiseMetrics", "get_cohort",
@@ -119,28 +119,6 @@ def _spacing3(spacing: Sequence[float] | float | None) -> tuple[float, float, fl
     return (float(s[0]), float(s[1]), float(s[2]))
 
 
-def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(low, high) inclusive corner of a mask's bounding box, or None when it is empty."""
-    lo, hi = [], []
-    for axis in range(mask.ndim):
-        proj = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if proj.size == 0:
-            return None
-        lo.append(proj[0])
-        hi.append(proj[-1])
-    return np.asarray(lo), np.asarray(hi)
-
-
-def _grown_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    box = _bbox(mask)
-    if box is None:
-        return None
-    lo, hi = box
-    return tuple(
-        slice(max(0, int(a) - margin), min(n, int(b) + margin + 1)) for a, b, n in zip(lo, hi, mask.shape)
-    )
-
-
 def _union(a: tuple[slice, ...], b: tuple[slice, ...]) -> tuple[slice, ...]:
     return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
 
@@ -155,30 +133,29 @@ def _legacy(n_p: int, n_g: int, inter: int, n_total: int) -> tuple[float, float,
     return dice, sens, spec
 
 
-def _region_scores(
-    p: np.ndarray, g: np.ndarray, spacing: tuple[float, float, float], cohort: Cohort, n_total: int
-) -> LesionwiseMetrics:
-    """Scores of one region; ``p`` and ``g`` are boolean masks of a box that holds both with ``cohort.dilation``
-    voxels of margin around ``g`` (or up to the volume edge); ``n_total`` is the full volume's voxel count."""
-    n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
-    inter = int(np.count_nonzero(p & g))
-    legacy_dice, sens, spec = _legacy(n_p, n_g, inter, n_total)
-    if n_p == 0 and n_g == 0:
-        return LesionwiseMetrics(1.0, 0.0, legacy_dice, 0.0, 0, 0, 0, sens, spec)
-    if n_p == 0 or n_g == 0:
-        legacy_hd = LESION_HD95_PENALTY
-    else:
-        union = _grown_box(p | g, 0)
-        assert union is not None
-        legacy_hd = robust_hd95(g[union], p[union], spacing)
+class _Tally:
+    """Running sums of one region over the clusters of a case."""
 
+    def __init__(self) -> None:
+        self.dice_sum = self.hd_sum = 0.0
+        self.kept = self.tp = self.fn = self.fp = 0
+        self.n_p = self.n_g = self.inter = 0
+        self.surf_g: list[Surfels] = []
+        self.surf_p: list[Surfels] = []
+
+
+def _lesions_in_box(
+    p: np.ndarray, g: np.ndarray, spacing: tuple[float, float, float], cohort: Cohort, tally: _Tally
+) -> None:
+    """Add the lesions and false positives of one box to ``tally``; ``p`` and ``g`` hold whole components and
+    ``cohort.dilation`` voxels of margin around ``g`` (or reach the volume edge)."""
     pred_lab, n_comp = ndimage.label(p, structure=_STRUCT26)
-    if n_g:
-        dil_lab, n_les = ndimage.label(
-            ndimage.binary_dilation(g, structure=_STRUCT18, iterations=cohort.dilation), structure=_STRUCT26
-        )
-    else:
-        dil_lab, n_les = np.zeros(p.shape, np.int32), 0
+    if not g.any():
+        tally.fp += n_comp
+        return
+    dil_lab, n_les = ndimage.label(
+        ndimage.binary_dilation(g, structure=_STRUCT18, iterations=cohort.dilation), structure=_STRUCT26
+    )
     lesion_lab = np.where(g, dil_lab, 0)
     sizes = np.bincount(lesion_lab.ravel(), minlength=n_les + 1)
     hits = np.bincount(lesion_lab[p], minlength=n_les + 1)  # a predicted voxel in a lesion is always matched
@@ -188,39 +165,93 @@ def _region_scores(
     pair_lesion, pair_comp = keys // (n_comp + 1), keys % (n_comp + 1)
     matched_comp = np.zeros(n_comp + 1, dtype=bool)
     matched_comp[pair_comp] = True
-    n_fp = n_comp - int(np.count_nonzero(matched_comp[1:]))
+    tally.fp += n_comp - int(np.count_nonzero(matched_comp[1:]))
 
     sx, sy, sz = spacing
-    dil_boxes = ndimage.find_objects(dil_lab, max_label=n_les) if n_les else []
+    dil_boxes = ndimage.find_objects(dil_lab, max_label=n_les)
     comp_boxes = ndimage.find_objects(pred_lab, max_label=n_comp) if n_comp else []
     starts = np.searchsorted(pair_lesion, np.arange(n_les + 2))
-    dice_sum = hd_sum = 0.0
-    n_kept = n_tp = n_fn = 0
     for k in range(1, n_les + 1):
         volume = float(sizes[k]) * sx * sy * sz
         if volume <= cohort.threshold_mm3:
             continue  # its matched components are not false positives, but it does not count
-        n_kept += 1
+        tally.kept += 1
         comps = pair_comp[starts[k]:starts[k + 1]]
         if comps.size == 0:
-            n_fn += 1
-            hd_sum += LESION_HD95_PENALTY
+            tally.fn += 1
+            tally.hd_sum += LESION_HD95_PENALTY
             continue
-        n_tp += 1
-        dice_sum += 2.0 * float(hits[k]) / (float(comp_sizes[comps].sum()) + float(sizes[k]))
+        tally.tp += 1
+        tally.dice_sum += 2.0 * float(hits[k]) / (float(comp_sizes[comps].sum()) + float(sizes[k]))
         box = dil_boxes[k - 1]
         for c in comps:
             box = _union(box, comp_boxes[c - 1])
-        gt_k = lesion_lab[box] == k
-        pred_k = np.isin(pred_lab[box], comps)
-        hd_sum += robust_hd95(gt_k, pred_k, spacing)
-    denom = n_kept + n_fp
+        tally.hd_sum += robust_hd95(lesion_lab[box] == k, np.isin(pred_lab[box], comps), spacing)
+
+
+def _result(t: _Tally, spacing: tuple[float, float, float], n_total: int) -> LesionwiseMetrics:
+    legacy_dice, sens, spec = _legacy(t.n_p, t.n_g, t.inter, n_total)
+    if t.n_p == 0 and t.n_g == 0:
+        legacy_hd = 0.0
+    elif t.n_p == 0 or t.n_g == 0:
+        legacy_hd = LESION_HD95_PENALTY
+    else:
+        legacy_hd = robust_hausdorff_surfels(Surfels.join(t.surf_g), Surfels.join(t.surf_p), spacing)
+    denom = t.kept + t.fp
     if denom == 0:
         lesion_dice, lesion_hd = 1.0, 0.0
     else:
-        lesion_dice = dice_sum / denom
-        lesion_hd = (hd_sum + LESION_HD95_PENALTY * n_fp) / denom
-    return LesionwiseMetrics(lesion_dice, lesion_hd, legacy_dice, legacy_hd, n_tp, n_fp, n_fn, sens, spec)
+        lesion_dice = t.dice_sum / denom
+        lesion_hd = (t.hd_sum + LESION_HD95_PENALTY * t.fp) / denom
+    return LesionwiseMetrics(lesion_dice, lesion_hd, legacy_dice, legacy_hd, t.tp, t.fp, t.fn, sens, spec)
+
+
+def _clusters(occupied: np.ndarray, block: int, margin: int) -> list[tuple[tuple[slice, ...], np.ndarray]]:
+    """Independent pieces of a case: (box, membership mask of the box) per 26-connected group of occupied
+    ``block``^3 blocks. Voxels closer than ``block`` (Chebyshev) share a group, so with ``2 d + 1 <= block``
+    no lesion merge, match or component crosses two groups; boxes are grown by ``margin`` (clipped)."""
+    shape = occupied.shape
+    pad = [(0, (-n) % block) for n in shape]
+    occ = np.pad(occupied, pad) if any(b for _, b in pad) else occupied
+    cx, cy, cz = (n // block for n in occ.shape)
+    coarse = occ.reshape(cx, block, cy, block, cz, block).any(axis=5).any(axis=3).any(axis=1)
+    lab, n = ndimage.label(coarse, structure=_STRUCT26)
+    out = []
+    for i, cbox in enumerate(ndimage.find_objects(lab, max_label=n), start=1):
+        box = tuple(
+            slice(max(0, s.start * block - margin), min(size, s.stop * block + margin))
+            for s, size in zip(cbox, shape)
+        )
+        member = lab[np.ix_(*(np.arange(s.start, s.stop) // block for s in box))] == i
+        out.append((box, member))
+    return out
+
+
+def _score(
+    pred: np.ndarray, gt: np.ndarray, regions: dict[str, tuple[int, ...]], spacing: tuple[float, float, float],
+    cohort: Cohort,
+) -> dict[str, LesionwiseMetrics]:
+    tallies = {r: _Tally() for r in regions}
+    block = max(8, 2 * cohort.dilation + 1)
+    for box, member in _clusters((pred != 0) | (gt != 0), block, cohort.dilation):
+        pc, gc = pred[box], gt[box]
+        offset = [s.start for s in box]
+        for region, labels in regions.items():
+            t = tallies[region]
+            p = np.isin(pc, labels) & member
+            g = np.isin(gc, labels) & member
+            n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
+            if n_p == 0 and n_g == 0:
+                continue
+            t.n_p += n_p
+            t.n_g += n_g
+            t.inter += int(np.count_nonzero(p & g))
+            if n_p:
+                t.surf_p.append(surfels(p, spacing, offset))
+            if n_g:
+                t.surf_g.append(surfels(g, spacing, offset))
+            _lesions_in_box(p, g, spacing, cohort, t)
+    return {r: _result(t, spacing, int(pred.size)) for r, t in tallies.items()}
 
 
 def lesionwise_region(
@@ -231,12 +262,7 @@ def lesionwise_region(
     p, g = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
     if p.shape != g.shape or p.ndim != 3:
         raise ValueError(f"expected two 3-D masks of one shape, got {p.shape} and {g.shape}")
-    c = get_cohort(cohort)
-    s = _spacing3(spacing)
-    box = _grown_box(p | g, c.dilation)
-    if box is None:
-        return _region_scores(p[:0, :0, :0], g[:0, :0, :0], s, c, p.size)
-    return _region_scores(p[box], g[box], s, c, p.size)
+    return _score(p.view(np.uint8), g.view(np.uint8), {"mask": (1,)}, _spacing3(spacing), get_cohort(cohort))["mask"]
 
 
 def lesionwise_case(
@@ -255,14 +281,5 @@ def lesionwise_case(
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape or pred.ndim != 3:
         raise ValueError(f"expected two 3-D label maps of one shape, got {pred.shape} and {gt.shape}")
-    c = get_cohort(cohort)
-    s = _spacing3(spacing)
-    box = _grown_box((pred != 0) | (gt != 0), c.dilation)
-    if box is None:
-        box = (slice(0, 0),) * 3
-    pc, gc = pred[box], gt[box]
-    out: dict[str, LesionwiseMetrics] = {}
-    for region in REGIONS:
-        labels = list(convention.regions[region])
-        out[region] = _region_scores(np.isin(pc, labels), np.isin(gc, labels), s, c, int(pred.size))
-    return out
+    regions = {r: tuple(convention.regions[r]) for r in REGIONS}
+    return _score(pred, gt, regions, _spacing3(spacing), get_cohort(cohort))

@@ -28,7 +28,7 @@ from scipy import ndimage
 from bench.evaluation._surfel_normals import NORMALS
 from bench.evaluation.metrics import _directed
 
-__all__ = ["Surfels", "surfels", "surfel_area_table", "robust_hausdorff", "robust_hd95"]
+__all__ = ["Surfels", "surfels", "surfel_area_table", "robust_hausdorff", "robust_hausdorff_surfels", "robust_hd95"]
 
 # bit weights of the 2x2x2 neighbourhood: weight 128 on voxel (i-1, j-1, k-1) ... 1 on voxel (i, j, k)
 _KERNEL = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]], dtype=np.uint8)
@@ -65,14 +65,26 @@ class Surfels:
         self.coords = coords
         self.areas = areas
 
+    @staticmethod
+    def join(parts: list[Surfels]) -> Surfels:
+        """The surfels of disjoint pieces of one mask (their 2x2x2 neighbourhoods must not overlap)."""
+        if not parts:
+            return Surfels(np.zeros((0, 3), np.int64), np.zeros(0, np.float64))
+        return Surfels(np.concatenate([p.coords for p in parts]), np.concatenate([p.areas for p in parts]))
 
-def surfels(mask: np.ndarray, spacing: Sequence[float]) -> Surfels:
-    """Surfels of a 3-D boolean mask; corner ``c`` lies between voxels ``c-1`` and ``c`` (0 .. shape)."""
+
+def surfels(mask: np.ndarray, spacing: Sequence[float], offset: Sequence[int] | None = None) -> Surfels:
+    """Surfels of a 3-D boolean mask; corner ``c`` lies between voxels ``c-1`` and ``c`` (0 .. shape).
+
+    ``offset`` (the position of ``mask[0, 0, 0]`` in a larger volume) is added to the coordinates.
+    """
     padded = np.zeros(tuple(n + 1 for n in mask.shape), dtype=np.uint8)
     padded[:-1, :-1, :-1] = mask
     codes = ndimage.correlate(padded, _KERNEL, mode="constant", cval=0)
     border = (codes != 0) & (codes != 255)
     coords = np.argwhere(border)
+    if offset is not None:
+        coords += np.asarray(offset, dtype=coords.dtype)
     return Surfels(coords, surfel_area_table(spacing)[codes[border]])
 
 
@@ -96,8 +108,14 @@ def robust_hausdorff(gt: np.ndarray, pred: np.ndarray, spacing: Sequence[float],
     """
     if gt.shape != pred.shape:
         raise ValueError(f"mask shapes differ: {gt.shape} vs {pred.shape}")
+    return robust_hausdorff_surfels(surfels(gt, spacing), surfels(pred, spacing), spacing, percent)
+
+
+def robust_hausdorff_surfels(
+    sg: Surfels, sp: Surfels, spacing: Sequence[float], percent: float = 95.0
+) -> float:
+    """:func:`robust_hausdorff` from the surfels of the two masks (coordinates in one frame)."""
     s = np.asarray([float(v) for v in spacing], dtype=np.float64)
-    sg, sp = surfels(gt, spacing), surfels(pred, spacing)
     if sg.coords.shape[0] == 0 or sp.coords.shape[0] == 0:
         return float("inf")
     d_gp = _directed(sg.coords, sp.coords, s)
