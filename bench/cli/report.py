@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="MLflow tracking URI for logging the figures (default: the workspace's .bench/mlflow.db)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna storage of a search, for parameter importances (default: .bench/optuna.journal)")
+    p.add_argument("--metric", choices=("dice", "lesion_dice"), default="dice",
+                   help="what the tables show and rank by: whole-image Dice/HD95 (default) or the BraTS 2023 "
+                   "lesion-wise Dice/HD95 of a spec with [evaluation] lesionwise (to DIR/<experiment>-lesionwise/)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-pdf", action="store_true", help="do not compile report.tex with pdflatex")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
@@ -72,6 +75,7 @@ def _handler(args: argparse.Namespace) -> int:
         n_boot=args.resamples,
         seed=args.seed,
         progress=sys.stderr.isatty(),
+        metric=args.metric,
     )
     a = result.analysis
     if "markdown" in formats:

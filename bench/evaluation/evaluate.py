@@ -3,7 +3,8 @@
 Predictions are ``<PRED_DIR>/<ID>.nii.gz`` (or ``.nii``) files named like BraTS submissions, written in the
 label convention of the reference dataset (BraTS submissions are). The reference is a dataset folder in any
 layout ``bench.data.readers`` reads. Each matched pair is scored with :func:`evaluate_case` (BraTS 2017-2022
-rules, medpy's pooled HD95) using the spacing of the reference segmentation's header.
+rules, medpy's pooled HD95) using the spacing of the reference segmentation's header; with a cohort also with
+:func:`bench.evaluation.lesionwise.lesionwise_case` (BraTS 2023 lesion-wise rules).
 
 Summary statistics (:func:`summary_table`) follow Table 2 of the paper: Mean, StdDev (sample standard
 deviation, ddof=1; 0.0 for a single case), Median, 25quantile, 75quantile (numpy's linear interpolation) per

@@ -41,7 +41,7 @@ from bench.evaluation.surface import Surfels, robust_hausdorff_surfels, robust_h
 
 __all__ = [
     "Cohort", "COHORTS", "LESION_HD95_PENALTY", "LESION_METRIC_NAMES", "LesionwiseMetrics", "get_cohort",
-    "lesionwise_region", "lesionwise_case",
+    "lesionwise_region", "lesionwise_case", "lesion_columns",
 ]
 
 LESION_HD95_PENALTY: float = 374.0
@@ -283,3 +283,16 @@ def lesionwise_case(
         raise ValueError(f"expected two 3-D label maps of one shape, got {pred.shape} and {gt.shape}")
     regions = {r: tuple(convention.regions[r]) for r in REGIONS}
     return _score(pred, gt, regions, _spacing3(spacing), get_cohort(cohort))
+
+
+def lesion_columns(
+    pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float] | float | None, cohort: str | Cohort | None
+) -> dict[str, dict[str, float | int]]:
+    """``{region: {lesion_dice, lesion_hd95, legacy_dice, legacy_hd95, num_tp, num_fp, num_fn}}`` of one case
+    in BraTS 2019 labels, the values a run stores per case; ``{}`` when ``cohort`` is None."""
+    if cohort is None:
+        return {}
+    return {
+        region: {k: getattr(m, k) for k in LESION_METRIC_NAMES}
+        for region, m in lesionwise_case(pred, gt, spacing, cohort).items()
+    }

@@ -20,9 +20,14 @@ from bench.report import tables
 from bench.report.tables import Analysis, ReportData
 from bench.report.text import write_text_atomic
 
-__all__ = ["FORMATS", "ReportResult", "load_report_data", "build_report", "default_results_url", "hide_password"]
+__all__ = [
+    "FORMATS", "REPORT_METRICS", "ReportResult", "load_report_data", "build_report", "default_results_url",
+    "hide_password", "lesionwise_view",
+]
 
 FORMATS: tuple[str, ...] = ("latex", "markdown", "csv", "html")
+#: what Table 1 / Table 2 tabulate and rank by: whole-image Dice + HD95, or BraTS 2023 lesion-wise ones
+REPORT_METRICS: tuple[str, ...] = ("dice", "lesion_dice")
 
 
 @dataclass
@@ -144,6 +149,46 @@ def load_report_data(url: str, experiment: str | None = None) -> ReportData:
         curves=queries.curves(url, experiment),
         record=_normalise_record(_record_dict(queries.experiment_record(url, experiment))),
     )
+
+
+def _spec_cohort(record: dict[str, Any]) -> str | None:
+    import tomllib
+
+    try:
+        section = tomllib.loads(str(record.get("spec") or "")).get("evaluation", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    cohort = section.get("lesionwise") if isinstance(section, dict) else None
+    return str(cohort).lower() if cohort else None
+
+
+def lesionwise_view(data: ReportData) -> tuple[ReportData, str]:
+    """The report data with each case's Dice / HD95 replaced by its BraTS 2023 lesion-wise values, and the
+    caption sentence stating the cohort's parameters. StoreError when the experiment has none."""
+    from bench.evaluation.lesionwise import LESION_HD95_PENALTY, get_cohort
+
+    cm = data.case_metrics
+    cohort = _spec_cohort(data.record)
+    if cohort is None or cm is None or "lesion_dice" not in cm or cm["lesion_dice"].notna().sum() == 0:
+        raise StoreError(
+            f"--metric lesion_dice: experiment {data.experiment!r} has no lesion-wise values; set "
+            "[evaluation] lesionwise = \"gli\" (or ssa, ped, men, met) in its spec and run it"
+        )
+    c = get_cohort(cohort)
+    view = cm[cm["lesion_dice"].notna()].copy()
+    view["dice"] = view["lesion_dice"]
+    view["hd95"] = view["lesion_hd95"]
+    view["penalty"] = False  # the 373.13 mm whole-image penalty does not apply to these values
+    note = (
+        f"Dice and HD95 are the BraTS 2023 lesion-wise values of cohort {c.name.upper()} ({c.title}): reference "
+        f"lesions are 26-connected components merged by {c.dilation} dilation(s) with the 18-neighbourhood, "
+        f"lesions of at most {c.threshold_mm3:g} mm^3 are ignored, every predicted component touching a dilated "
+        f"lesion matches it, a missed lesion or a false-positive component scores Dice 0 and HD95 "
+        f"{LESION_HD95_PENALTY:g} mm; HD95 is the area-weighted robust Hausdorff distance (maximum of the two "
+        f"directed 95th percentiles). Found/missed lesions and false positives over all evaluations: "
+        f"{int(view['num_tp'].sum())}/{int(view['num_fn'].sum())}/{int(view['num_fp'].sum())}."
+    )
+    return dataclasses.replace(data, case_metrics=view), note
 
 
 def _safe_dirname(name: str) -> str:
@@ -292,6 +337,7 @@ def build_report(
     n_boot: int = 2000,
     seed: int = 0,
     progress: bool = False,
+    metric: str = "dice",
 ) -> ReportResult:
     """Write the report of one experiment into ``<out>/<experiment>/`` and return what was written.
 
@@ -299,20 +345,27 @@ def build_report(
     latex, markdown, csv, html. ``pdf``: compile report.tex with pdflatex (None: when pdflatex is installed and
     LaTeX is asked for). ``storage``: the Optuna storage of a search (default: the workspace's journal).
     ``baseline`` / ``config``: labels for the tests and for Table 2. Unknown experiments or
-    labels raise :class:`StoreError` naming the known ones.
+    labels raise :class:`StoreError` naming the known ones. ``metric = "lesion_dice"`` tabulates and ranks by
+    the BraTS 2023 lesion-wise Dice and HD95 of the spec's cohort, written to ``<out>/<experiment>-lesionwise/``.
     """
     from tqdm import tqdm
 
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise StoreError(f"unknown report format(s) {', '.join(bad)}; accepted: {', '.join(FORMATS)}")
+    if metric not in REPORT_METRICS:
+        raise StoreError(f"--metric {metric!r}: expected one of {', '.join(REPORT_METRICS)}")
     data = results if isinstance(results, ReportData) else load_report_data(results, experiment)
+    metric_note = None
+    if metric == "lesion_dice":
+        data, metric_note = lesionwise_view(data)
     steps = tqdm(total=4 + len(formats), desc="report", unit="step", disable=not progress, leave=False)
     a = tables.analyse(data, baseline=baseline, config=config, n_boot=n_boot, seed=seed)
+    a.metric_note = metric_note
     _importances(a, data, Path(workspace) if workspace else None, storage)
     ap = appendix_mod.build_appendix(data)
     steps.update(1)
-    out_dir = Path(out) / _safe_dirname(data.experiment)
+    out_dir = Path(out) / (_safe_dirname(data.experiment) + ("-lesionwise" if metric_note else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     notes: list[str] = []

@@ -101,6 +101,8 @@ class Analysis:
     effects_note: str | None = None
     importances: pd.DataFrame | None = None  # columns: parameter, importance
     importances_note: str | None = None
+    #: set when the tables show the BraTS 2023 lesion-wise Dice / HD95 instead of the whole-image values
+    metric_note: str | None = None
     refused: list[str] = field(default_factory=list)  # combinations the trick registry refused (not run)
     alpha: float = 0.05
     level: float = 0.95

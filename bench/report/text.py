@@ -81,9 +81,13 @@ def table1_caption(a: Analysis, m: Markup) -> str:
             f"(mean of each fold/seed replicate, then the mean of those {rep_text} replicate means; "
             f"{m.pm} is the standard deviation over replicates, shown when there are several). "
         )
-    return (
+    head = (
         f"Results of experiment {m.esc(a.experiment)}: mean over the {case_text} test cases " + how +
-        f"Best value of each column in bold (highest Dice, lowest HD95). "
+        "Best value of each column in bold (highest Dice, lowest HD95). "
+    )
+    if a.metric_note:
+        return head + m.esc(a.metric_note)
+    return head + (
         f"HD95 (mm) is the 95th percentile of the pooled surface distances in both directions "
         f"(medpy's definition) with the BraTS 2017-2022 empty-mask rules: both masks empty gives 0, "
         f"exactly one empty gives {HD95_PENALTY:.2f} mm. " + _penalty_sentence(a)
@@ -113,6 +117,7 @@ def table2_caption(a: Analysis, m: Markup) -> str:
         f"Per-case statistics of {m.esc(a.labels[i])}{why} in experiment {m.esc(a.experiment)} over "
         f"{int(a.n_cases[i])} test cases (each case averaged over its {int(a.n_replicates[i])} replicate(s)); "
         f"StdDev is the sample standard deviation, quantiles interpolate linearly. HD95 in mm."
+        + (f" {m.esc(a.metric_note)}" if a.metric_note else "")
     )
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "Spec",
     "DataSpec",
     "OptunaSpec",
+    "EvaluationSpec",
     "Row",
     "load_spec",
     "parse_spec",
@@ -70,12 +71,15 @@ _TOP_KEYS = {
     "train": "TrainConfig fields",
     "inference": "InferenceConfig fields",
     "optuna": "search settings",
+    "evaluation": "extra test-set metrics, e.g. {lesionwise = 'gli'}",
 }
 _DATA_KEYS = ("path", "synthetic", "format", "folds", "test_fraction", "split_seed", "spacing", "normalization",
               "test_cases")
 _SYNTH_KEYS = ("cases", "unlabeled", "shape", "seed", "format")
 _ROW_KEYS = ("label", "tricks", "params")
 _OPTUNA_KEYS = ("trials", "sampler", "pruner", "seed", "search_params")
+_EVALUATION_KEYS = ("lesionwise",)
+COHORTS = ("gli", "ssa", "ped", "men", "met")  # bench.evaluation.lesionwise.COHORTS
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,13 @@ class OptunaSpec:
     pruner: str = "median"
     seed: int = 0
     search_params: bool = True  # also search the parameters of enabled tricks (not only the toggles)
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Test-set metrics beyond the BraTS 2017-2022 ones: ``lesionwise`` names a BraTS 2023 cohort."""
+
+    lesionwise: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,7 @@ class Spec:
     inference: dict[str, Any]
     optuna: OptunaSpec
     description: str = ""
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
 
     @property
     def hash(self) -> str:
@@ -145,8 +157,11 @@ class Spec:
 
     def core(self) -> dict[str, Any]:
         """What must not change when an experiment is extended (data, model, budget, inference, objective)."""
-        return {"data": dataclasses.asdict(self.data), "model": self.model, "train": self.train,
+        core = {"data": dataclasses.asdict(self.data), "model": self.model, "train": self.train,
                 "inference": self.inference, "objective": self.objective}
+        if self.evaluation.lesionwise:  # absent otherwise, so older experiments keep their hash
+            core["evaluation"] = dataclasses.asdict(self.evaluation)
+        return core
 
     def core_hash(self) -> str:
         text = json.dumps(self.core(), sort_keys=True, default=str)
@@ -398,6 +413,8 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     if opt.pruner not in PRUNERS:
         raise _err(source, f"optuna.pruner = {opt.pruner!r} is not one of {', '.join(PRUNERS)}")
 
+    evaluation = _evaluation_section(source, raw.get("evaluation", {}))
+
     # rows
     rows: list[Row] = []
     raw_rows = raw.get("rows")
@@ -435,10 +452,22 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         name=name, source=source, text=text, design=design, baseline_label=baseline_label, folds=folds,
         seeds=seeds, objective=objective, fixed=fixed, factors=factors, labels=dict(labels), params=params,
         rows=tuple(rows), data=data, model=model, train=train, inference=inference, optuna=opt,
-        description=description,
+        description=description, evaluation=evaluation,
     )
     _check_rows(spec)
     return spec
+
+
+def _evaluation_section(source: str, table: Any) -> EvaluationSpec:
+    if not isinstance(table, dict):
+        raise _err(source, "[evaluation] must be a table")
+    _check_keys(source, "[evaluation]", table, _EVALUATION_KEYS)
+    cohort = table.get("lesionwise")
+    if cohort is None:
+        return EvaluationSpec()
+    if not isinstance(cohort, str) or cohort.strip().lower() not in COHORTS:
+        raise _err(source, f"evaluation.lesionwise = {cohort!r} is not one of {', '.join(COHORTS)}")
+    return EvaluationSpec(lesionwise=cohort.strip().lower())
 
 
 def _check_rows(spec: Spec) -> None:

@@ -331,9 +331,20 @@ def heartbeat_cell(store: ResultsStore, cell_id: int, worker: str) -> bool:
         return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
 
+LESION_KEYS = ("lesion_dice", "lesion_hd95", "legacy_dice", "legacy_hd95", "num_tp", "num_fp", "num_fn")
+_METRIC_KEYS = {"case_id", "region", "dice", "hd95", "sensitivity", "specificity", "penalty", *LESION_KEYS}
+
+
 def finish_cell(store: ResultsStore, cell_id: int, worker: str, metrics: list[dict[str, Any]],
                 training_keys: list[str], **fields: Any) -> bool:
-    """Store the per-case metrics and mark the cell done, in one transaction, if ``worker`` still holds it."""
+    """Store the per-case metrics and mark the cell done, in one transaction, if ``worker`` still holds it.
+
+    Each metric dict holds case_id, region, dice, hd95, sensitivity, specificity, penalty and, when the spec
+    asks for lesion-wise evaluation, the ``LESION_KEYS`` (missing ones are stored as NULL).
+    """
+    unknown = {k for m in metrics for k in m} - _METRIC_KEYS
+    if unknown:
+        raise ValueError(f"finish_cell: unknown metric keys {sorted(unknown)}")
     with store.session() as s:
         res = s.execute(
             update(Cell).where(Cell.id == cell_id, Cell.worker == worker, Cell.state == "running")

@@ -15,7 +15,8 @@ Layout of a cell's child run (what the MLflow UI's compare views use):
 - params: ``trick.<name>`` = ``1``/``0`` for every factor (numeric, so parallel coordinates and contour
   plots treat them as axes), ``<trick>.<param>`` for the parameters of enabled tricks, ``budget.<key>``,
   ``fold``, ``seed`` (see :func:`cell_params`);
-- metrics: final ``dice_et``, ``dice_tc``, ``dice_wt``, ``hd95_et``, ``hd95_tc``, ``hd95_wt`` (and any other
+- metrics: final ``dice_et``, ``dice_tc``, ``dice_wt``, ``hd95_et``, ``hd95_tc``, ``hd95_wt``, with a
+  lesion-wise spec also ``lesion_dice_et`` ... ``lesion_hd95_wt`` (:func:`lesion_means`; and any other
   number given), and the learning curve (``train_loss``, ``lr``, ``val_dice_*`` ...) as metric histories whose
   step is the iteration (or the epoch when rows carry no iteration);
 - tags: ``label`` (``BL+warmup``), ``mlflow.parentRunId``, ``mlflow.runName`` = ``"<label> f<fold> s<seed>"``;
@@ -51,10 +52,26 @@ __all__ = [
     "cell_run_name",
     "redact_url",
     "FINAL_METRICS",
+    "LESION_METRICS",
+    "lesion_means",
     "RUN_STATUSES",
 ]
 
 FINAL_METRICS = ("dice_et", "dice_tc", "dice_wt", "hd95_et", "hd95_tc", "hd95_wt")
+LESION_METRICS = tuple(f"lesion_{m}_{r}" for m in ("dice", "hd95") for r in ("et", "tc", "wt"))
+
+
+def lesion_means(case_rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Test-case means ``lesion_dice_<region>`` / ``lesion_hd95_<region>`` of per-case metric rows; regions
+    without lesion-wise values are left out (an experiment without ``[evaluation] lesionwise``)."""
+    out: dict[str, float] = {}
+    for region in ("ET", "TC", "WT"):
+        for metric in ("dice", "hd95"):
+            vals = [float(r[f"lesion_{metric}"]) for r in case_rows
+                    if r.get("region") == region and r.get(f"lesion_{metric}") is not None]
+            if vals:
+                out[f"lesion_{metric}_{region.lower()}"] = sum(vals) / len(vals)
+    return out
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 STORE_DIR = ".bench"
 MLFLOW_DB = "mlflow.db"

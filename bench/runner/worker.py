@@ -403,6 +403,7 @@ class Worker:
 
     def _execute(self, info: state.CellInfo, trial: Any, stop: threading.Event, hb: _Heartbeat) -> Any:
         from bench.engine.api import predict
+        from bench.evaluation.lesionwise import lesion_columns
         from bench.evaluation.metrics import evaluate_case
         from bench.runner.plan import training_plan
         from tricks import resolve
@@ -435,11 +436,13 @@ class Worker:
             if stop.is_set():
                 raise _Interrupted()
             spacing = ds.meta(case_id).spacing
-            per_region = evaluate_case(labels, ds.source_label(case_id), spacing)
+            reference = ds.source_label(case_id)
+            per_region = evaluate_case(labels, reference, spacing)
+            lesion = lesion_columns(labels, reference, spacing, spec.evaluation.lesionwise)  # {} when unset
             for region, m in per_region.items():
                 metrics.append({"case_id": case_id, "region": region, "dice": float(m.dice), "hd95": float(m.hd95),
                                 "sensitivity": float(m.sensitivity), "specificity": float(m.specificity),
-                                "penalty": bool(m.penalty)})
+                                "penalty": bool(m.penalty), **lesion.get(region, {})})
             self._status(state="evaluating", cell=info.label, cell_id=info.cell_id, case=n + 1, cases=len(cases))
         eval_seconds = time.time() - t_eval
         objective = objective_from_curve(own_curve, spec.objective)
@@ -501,7 +504,7 @@ class Worker:
         if tracker is None:
             return ""
         try:
-            from bench.runner.tracking import cell_params
+            from bench.runner.tracking import cell_params, lesion_means
 
             final: dict[str, Any] = {}
             for region in ("ET", "TC", "WT"):
@@ -509,6 +512,7 @@ class Worker:
                 if rows:
                     final[f"dice_{region.lower()}"] = sum(m["dice"] for m in rows) / len(rows)
                     final[f"hd95_{region.lower()}"] = sum(m["hd95"] for m in rows) / len(rows)
+            final.update(lesion_means(metrics))
             if objective is not None:
                 final["objective"] = objective
             final["train_seconds"] = fields["train_seconds"]

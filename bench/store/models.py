@@ -192,6 +192,14 @@ class CaseMetric(Base):
     specificity: Mapped[float] = mapped_column(Float)
     #: True when HD95 took the 373.13 penalty (exactly one of prediction and reference empty)
     penalty: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: BraTS 2023 lesion-wise values (spec ``[evaluation] lesionwise``); NULL when not evaluated
+    lesion_dice: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lesion_hd95: Mapped[float | None] = mapped_column(Float, nullable=True)
+    legacy_dice: Mapped[float | None] = mapped_column(Float, nullable=True)
+    legacy_hd95: Mapped[float | None] = mapped_column(Float, nullable=True)
+    num_tp: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    num_fp: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    num_fn: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     cell: Mapped[Cell] = relationship(back_populates="metrics")
 

@@ -47,6 +47,7 @@ _METRIC_COLUMNS = [
     "cell_id", "configuration_id", "label", "position", "fold", "seed", "case_id", "region", "dice", "hd95",
     "sensitivity", "specificity", "penalty",
 ]
+LESION_COLUMNS = ["lesion_dice", "lesion_hd95", "legacy_dice", "legacy_hd95", "num_tp", "num_fp", "num_fn"]
 _CURVE_COLUMNS = [
     "cell_id", "label", "position", "fold", "seed", "training_key", "epoch", "iteration", "train_loss", "lr",
     "val_dice_et", "val_dice_tc", "val_dice_wt",
@@ -193,13 +194,15 @@ def cells(url: UrlLike, experiment: str) -> pd.DataFrame:
 
 def case_metrics(url: UrlLike, experiment: str, *, only_done: bool = True) -> pd.DataFrame:
     """One row per (cell, test case, region): dice, hd95 (mm), sensitivity, specificity, penalty (bool:
-    HD95 took the 373.13 penalty). By default only cells in state ``done`` are included."""
+    HD95 took the 373.13 penalty), then the BraTS 2023 lesion-wise columns ``LESION_COLUMNS`` (NaN unless
+    the spec sets ``[evaluation] lesionwise``). By default only cells in state ``done`` are included."""
     store = _store(url)
     eid = _experiment_id(store, experiment)
     stmt = (
         select(CaseMetric.cell_id, Cell.configuration_id, Configuration.label, Configuration.position, Cell.fold,
                Cell.seed, CaseMetric.case_id, CaseMetric.region, CaseMetric.dice, CaseMetric.hd95,
-               CaseMetric.sensitivity, CaseMetric.specificity, CaseMetric.penalty)
+               CaseMetric.sensitivity, CaseMetric.specificity, CaseMetric.penalty,
+               *(getattr(CaseMetric, c) for c in LESION_COLUMNS))
         .join(Cell, CaseMetric.cell_id == Cell.id)
         .join(Configuration, Cell.configuration_id == Configuration.id)
         .where(Cell.experiment_id == eid)
@@ -209,10 +212,10 @@ def case_metrics(url: UrlLike, experiment: str, *, only_done: bool = True) -> pd
         stmt = stmt.where(Cell.state == "done")
     with store.session() as s:
         rows = [tuple(r) for r in s.execute(stmt).all()]
-    df = pd.DataFrame(rows, columns=_METRIC_COLUMNS)
+    df = pd.DataFrame(rows, columns=_METRIC_COLUMNS + LESION_COLUMNS)
     df["penalty"] = df["penalty"].astype(bool)
-    for col in ("dice", "hd95", "sensitivity", "specificity"):
-        df[col] = df[col].astype(float)
+    for col in ("dice", "hd95", "sensitivity", "specificity", *LESION_COLUMNS):
+        df[col] = df[col].astype(float)  # counts too: NaN where not evaluated
     return df
 
 
