@@ -188,3 +188,21 @@ def test_cohort_names() -> None:
     assert (get_cohort("men").dilation, get_cohort("men").threshold_mm3) == (1, 50.0)
     with pytest.raises(SpecError, match="expected one of gli, ssa, ped, men, met"):
         get_cohort("brats")
+
+
+@pytest.mark.parametrize("start", range(0, 9, 2))
+@pytest.mark.parametrize("gap", (6, 7, 8))
+def test_merges_and_matches_across_block_boundaries(start: int, gap: int) -> None:
+    """Lesions 2d+1 voxels apart merge under GLI (d = 3), 2d+2 apart stay two; wherever they sit relative to
+    the 8-voxel blocks the work is split into."""
+    gt = np.zeros((40, 12, 12), bool)
+    gt[start:start + 4, 4:8, 4:8] = True
+    b = start + 3 + gap
+    gt[b:b + 4, 4:8, 4:8] = True
+    pred = np.zeros_like(gt)
+    pred[b + 3 + 3, 5, 5] = True  # inside the second lesion's dilation only: a match, not a false positive
+    pred[b + 3 + 4, 5:7, 5] = True
+    pred[b + 3 + 6, 5, 5] = True  # just outside every dilation: a false positive
+    m = _check(pred, gt)
+    lesions = 1 if gap <= 7 else 2
+    assert (m.num_tp, m.num_fn, m.num_fp) == (1, lesions - 1, 1)

@@ -212,9 +212,14 @@ def _clusters(occupied: np.ndarray, block: int, margin: int) -> list[tuple[tuple
     no lesion merge, match or component crosses two groups; boxes are grown by ``margin`` (clipped)."""
     shape = occupied.shape
     pad = [(0, (-n) % block) for n in shape]
-    occ = np.pad(occupied, pad) if any(b for _, b in pad) else occupied
+    occ: np.ndarray = np.pad(occupied, pad) if any(b for _, b in pad) else occupied
     cx, cy, cz = (n // block for n in occ.shape)
-    coarse = occ.reshape(cx, block, cy, block, cz, block).any(axis=5).any(axis=3).any(axis=1)
+    if block == 8:  # 8 bools of the last axis are one uint64: a reduction over a 64x smaller array
+        occ = np.ascontiguousarray(occ, dtype=bool)
+        z = np.logical_or.reduce((occ.view(np.uint64) != 0).reshape(cx, block, cy * block, cz), axis=1)
+        coarse = np.logical_or.reduce(z.reshape(cx, cy, block, cz), axis=2)
+    else:
+        coarse = np.any(occ.reshape(cx, block, cy, block, cz, block), axis=(1, 3, 5))
     lab, n = ndimage.label(coarse, structure=_STRUCT26)
     out = []
     for i, cbox in enumerate(ndimage.find_objects(lab, max_label=n), start=1):

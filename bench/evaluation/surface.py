@@ -45,7 +45,7 @@ def _area_table(spacing: tuple[float, float, float]) -> np.ndarray:
             n[0] = nx * s1 * s2  # area vectors scale with the other two axes' spacing
             n[1] = ny * s0 * s2
             n[2] = nz * s0 * s1
-            total += np.linalg.norm(n)
+            total += float(np.linalg.norm(n))
         table[code] = total
     table.setflags(write=False)
     return table
