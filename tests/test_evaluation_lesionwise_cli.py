@@ -84,3 +84,20 @@ def test_lesion_summary_lists_cohort_parameters() -> None:
     mean_line = next(line for line in text.splitlines()[3:] if line.startswith("Mean"))
     assert mean_line.split()[1:] == ["0.6000"] * 3
     assert "lesions found (TP)" in text and text.splitlines()[-3].split()[-3:] == ["3", "3", "3"]
+
+
+def test_foreign_labels_name_the_file(synth_raw: Path, tmp_path: Path, run_cli) -> None:
+    cases = _predictions(synth_raw, tmp_path / "p", n=1)
+    cid = next(iter(cases))
+    pred, gt, _ = cases[cid]
+    bad = pred.copy()
+    bad[0, 0, 0] = 3  # 3 is not a BraTS 2019 label
+    from bench.data.readers import load_nifti
+
+    _, affine, _ = load_nifti(tmp_path / "p" / f"{cid}.nii.gz")
+    write_nifti(tmp_path / "p" / f"{cid}.nii.gz", bad, affine)
+    out = tmp_path / "m.csv"
+    res = run_cli("evaluate", "--pred", tmp_path / "p", "--gt", synth_raw, "--out", out, "--jobs", "1",
+                  "--lesionwise", "gli")
+    assert res.code == 2 and f"{cid}.nii.gz: label values [3] are outside the brats2019 convention" in res.err
+    assert not out.exists()
