@@ -161,6 +161,8 @@ def _metrics(run: dict[str, Any]) -> dict[str, float]:
 def _dump(url: str, out: Path, *extra: str) -> str:
     chromium = _chromium()
     if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("no chromium binary: .ci/run installs Debian's chromium package")
         pytest.skip("no chromium binary (Debian: apt-get install chromium; .ci/run installs it)")
     cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            f"--user-data-dir={out.parent / ('profile-' + out.stem)}", "--window-size=1600,1000",
