@@ -18,8 +18,8 @@ Layout of a cell's child run (what the MLflow UI's compare views use):
   three params (in code-point order) whose values differ between the selected runs; ``trick.`` sorts before
   ``trick_param.``, so the toggles are what it shows first;
 - metrics: final ``dice_et``, ``dice_tc``, ``dice_wt``, their mean ``dice_mean``, ``hd95_et``, ``hd95_tc``,
-  ``hd95_wt`` (and any other number given), and the learning curve (``train_loss``, ``lr``, ``val_dice_*`` ...) as metric histories whose
-  step is the iteration (or the epoch when rows carry no iteration);
+  ``hd95_wt`` (and any other number given), and the learning curve (``train_loss``, ``lr``, ``val_dice_*``
+  ...) as metric histories whose step is the iteration (or the epoch when rows carry no iteration);
 - tags: ``label`` (``BL+warmup``), ``mlflow.parentRunId``, ``mlflow.runName`` = ``"<label> f<fold> s<seed>"``;
 - start and end time: the cell's own (``start_time``/``end_time``), so Duration is the cell's real length;
 - artifacts: whatever files are given (per-case metrics CSV, resolved configuration JSON, ...), plus
@@ -374,7 +374,10 @@ class Tracker:
             client.set_terminated(run_id, status=status)
             return True
 
-        return self._guard("finish_launch", go, False)
+        if self._guard("finish_launch", go, False):
+            return True
+        self.end_parent(run_id, status)  # the summary failed: still close the run
+        return False
 
     def log_parent_artifacts(
         self,
