@@ -264,7 +264,7 @@ def test_redact_url_hides_passwords_only() -> None:
 def test_cell_params_and_run_name() -> None:
     p = cell_params(["warmup", "fuse"], ["warmup", "fixed_trick"], {"warmup": {"epochs": 5}, "fuse": {"k": 3}},
                     {"iterations": 50}, fold=2, seed=1)
-    assert p == {"trick.warmup": 1, "trick.fuse": 0, "trick.fixed_trick": 1, "warmup.epochs": 5,
+    assert p == {"trick.warmup": 1, "trick.fuse": 0, "trick.fixed_trick": 1, "trick_param.warmup.epochs": 5,
                  "budget.iterations": 50, "fold": 2, "seed": 1}
     assert cell_run_name("BL+warmup", 2, 1) == "BL+warmup f2 s1"
     assert cell_run_name("BL") == "BL"
@@ -301,8 +301,8 @@ def test_cells_logged_to_a_real_server_are_nested_with_params_metrics_and_artifa
             f"trick.{f}": "1" if f in enabled else "0" for f in FACTORS}
         assert params["fold"] == str(fold) and params["seed"] == "7"
         assert params["budget.iterations"] == "100" and params["budget.patch"] == "[32, 32, 32]"
-        assert ("warmup.epochs" in params) == ("warmup" in enabled)
-        assert "fuse.k" not in params  # parameters of a disabled trick are not logged
+        assert ("trick_param.warmup.epochs" in params) == ("warmup" in enabled)
+        assert "trick_param.fuse.k" not in params  # parameters of a disabled trick are not logged
         assert tags["label"] == label and tags["mlflow.parentRunId"] == parent and tags["cell"] == str(CELLS.index(
             (label, enabled, fold, metrics)))
         assert tags["mlflow.runName"] == run["info"]["run_name"] == f"{label} f{fold} s7"

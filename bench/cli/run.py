@@ -78,14 +78,12 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from bench.errors import SpecError
-    from bench.runner.launch import RunOptions, launch, parse_devices
     from bench.runner.spec import load_spec, parse_spec
 
     logging.basicConfig(level=logging.WARNING, format="bench: %(message)s")
     _check_positive("--workers", args.workers)
     _check_positive("--trials", args.trials)
-    devices = parse_devices(args.devices)
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec)  # before importing the runner (SQLAlchemy, Optuna): spec errors come fast
     text = spec.text
     if args.design and args.design != spec.design:
         if args.design in ("full", "ladder") and not spec.factors:
@@ -98,6 +96,9 @@ def _run(args: argparse.Namespace) -> int:
     if text != spec.text:
         # The overrides become part of the stored spec, so workers joining later see the same experiment.
         spec = parse_spec(text, spec.source)
+    from bench.runner.launch import RunOptions, launch, parse_devices
+
+    devices = parse_devices(args.devices)
     workers = args.workers or len(devices)
     opts = RunOptions(spec=spec, folder=Path(args.workspace), results_url=args.results, storage_url=args.storage,
                       tracking_uri=args.tracking, workers=workers, devices=devices, retry_failed=args.retry_failed,

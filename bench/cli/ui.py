@@ -1,13 +1,16 @@
 """``bench ui``: the MLflow UI over the workspace's MLflow store, on 127.0.0.1, lean (one worker).
 
 Runs ``mlflow server`` in its own process group with the workspace's ``sqlite:///.bench/mlflow.db`` and
-``.bench/mlartifacts``, waits until it answers, prints its URL and stays in the foreground; Ctrl-C stops the
-server (and every process it started) and exits 0. The server's own log goes to ``.bench/mlflow-ui.log``.
+``.bench/mlartifacts``, waits until it answers, prints its URL, the direct URL of each experiment's runs view
+and the compare URL of the latest launch's cells (the UI's start page is not the runs), and stays in the
+foreground; Ctrl-C stops the server (and every process it started) and exits 0. The server's own log goes to
+``.bench/mlflow-ui.log``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ __all__ = ["register"]
 
 STARTUP_TIMEOUT_S = 180.0  # a cold start on a busy 2-core machine takes ~30 s
 LOG_NAME = "mlflow-ui.log"
+COMPARE_MAX_RUNS = 100  # the compare page grows slow beyond this
 
 
 def register(subparsers: Any) -> None:
@@ -96,6 +101,57 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def _api(url: str, endpoint: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(f"{url}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def runs_url(url: str, experiment_id: str, view_key: str | None = None) -> str:
+    """The runs view of one experiment (the UI's own start page shows neither runs nor Dice), opened on the
+    stored view ``view_key`` when given."""
+    query = f"?viewStateShareKey={urllib.parse.quote(view_key)}" if view_key else ""
+    return f"{url}/#/experiments/{experiment_id}/runs{query}"
+
+
+def compare_url(url: str, experiment_id: str, run_ids: list[str]) -> str:
+    """MLflow's compare page for ``run_ids`` (parallel coordinates, contour and scatter plots)."""
+    runs = urllib.parse.quote(json.dumps(run_ids, separators=(",", ":")))
+    exps = urllib.parse.quote(json.dumps([experiment_id], separators=(",", ":")))
+    return f"{url}/#/compare-runs?runs={runs}&experiments={exps}"
+
+
+def workspace_urls(url: str) -> list[tuple[str, str]]:
+    """(what, URL) lines for the server at ``url``: each bench experiment's runs view, then the compare page
+    of the cells of the latest launch that ran any (asked over the server's REST API)."""
+    from bench.runner.tracking import KIND_TAG, RUNS_VIEW_KEY, RUNS_VIEW_TAG
+
+    exps = _api(url, "experiments/search", {"max_results": 1000}).get("experiments", [])
+    ours = [e for e in exps if any(t.get("key") == "bench.spec" for t in e.get("tags", []))]
+    ours = ours or [e for e in exps if e.get("name") != "Default"]
+    out = []
+    for e in ours:
+        view = RUNS_VIEW_KEY if any(t.get("key") == RUNS_VIEW_TAG for t in e.get("tags", [])) else None
+        out.append((f"runs of {e['name']}", runs_url(url, str(e["experiment_id"]), view)))
+    if not ours:
+        return out
+    launches = _api(url, "runs/search", {
+        "experiment_ids": [str(e["experiment_id"]) for e in ours], "filter": f"tags.`{KIND_TAG}` = 'launch'",
+        "order_by": ["attributes.start_time DESC"], "max_results": 10}).get("runs", [])
+    for launch in launches:
+        run_id = launch["info"]["run_id"]
+        cells = _api(url, "runs/search", {
+            "experiment_ids": [launch["info"]["experiment_id"]], "max_results": COMPARE_MAX_RUNS,
+            "filter": f"tags.`mlflow.parentRunId` = '{run_id}'"}).get("runs", [])
+        if cells:
+            name = launch["info"].get("run_name") or run_id
+            out.append((f"compare the {len(cells)} cells of {name}",
+                        compare_url(url, launch["info"]["experiment_id"], [r["info"]["run_id"] for r in cells])))
+            break
+    return out
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -153,6 +209,11 @@ def _handler(args: argparse.Namespace) -> int:
                                  f"see {log_path}")
             time.sleep(0.25)
         print(f"MLflow UI: {url}  (Ctrl-C to stop)", flush=True)
+        try:
+            for what, link in workspace_urls(url):
+                print(f"  {what}: {link}", flush=True)
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            print(f"bench ui: could not list the experiments ({exc}); open {url}", file=sys.stderr, flush=True)
         while proc.poll() is None:
             time.sleep(0.5)
         raise StoreError(f"the MLflow server stopped unexpectedly (status {proc.returncode}); see {log_path}: "

@@ -20,7 +20,8 @@ from bench.report import text
 from bench.report.appendix import Appendix
 from bench.report.tables import METRICS, REGIONS, TABLE2_STATS, Analysis, metric_name
 
-__all__ = ["FRAGMENT_HEADER", "escape", "table1", "table2", "stats_tables", "effects", "appendix", "document", "compile_pdf"]
+__all__ = ["FRAGMENT_HEADER", "VERBATIM_COLUMNS", "escape", "table1", "table2", "stats_tables", "effects", "appendix",
+           "document", "compile_pdf", "wrap_code_line"]
 
 FRAGMENT_HEADER = (
     "% bench report, experiment {experiment}: a fragment for \\input.\n"
@@ -117,7 +118,8 @@ def _first_col(labels: list[str]) -> str:
 
 def _label(s: str) -> str:
     """A row label; a long one may wrap after each '+' (it sits in a p{} column, see _first_col)."""
-    return escape(s).replace("+", r"+\allowbreak{}") if len(s) > 28 else escape(s)
+    # 24, not 28: a 25-28 character label overflows the p{3.9cm} column it shares with longer ones.
+    return escape(s).replace("+", r"+\allowbreak{}") if len(s) > 24 else escape(s)
 
 
 def _slug(s: str) -> str:
@@ -258,20 +260,48 @@ def effects(a: Analysis) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _verbatim(s: str, width: int = 100) -> str:
+# Characters of \ttfamily at 10pt (5.25pt each) that fit the 17.4 cm text block of the preamble's geometry
+# (93), less a margin for the fallback layout without geometry.sty.
+VERBATIM_COLUMNS = 88
+
+
+def wrap_code_line(line: str, width: int = VERBATIM_COLUMNS) -> list[str]:
+    """``line`` cut into pieces of at most ``width`` characters, at a space where there is one.
+
+    Continuations keep the line's indentation plus four spaces; a comment's continuations start with ``#``
+    again, so a wrapped TOML comment is still a comment when copied back.
+    """
+    if len(line) <= width:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    comment = line.lstrip().startswith("#")
+    prefix = indent + ("#   " if comment else "    ")
+    out: list[str] = []
+    rest = line
+    while len(rest) > width:
+        cut = rest.rfind(" ", len(prefix) + 1, width + 1)
+        if cut <= len(prefix):  # one long word: cut it where it must be cut
+            piece, rest = rest[:width], rest[width:]
+        else:
+            piece, rest = rest[:cut], rest[cut + 1:]
+        out.append(piece.rstrip())
+        rest = prefix + rest.lstrip()
+    out.append(rest)
+    return out
+
+
+def _verbatim(s: str, width: int = VERBATIM_COLUMNS) -> str:
     lines = []
     for line in s.encode("ascii", "replace").decode("ascii").replace("\t", "    ").splitlines():
-        while len(line) > width:
-            lines.append(line[:width])
-            line = "  " + line[width:]
-        lines.append(line.replace(r"\end{verbatim}", r"\end {verbatim}"))
+        lines += [piece.replace(r"\end{verbatim}", r"\end {verbatim}") for piece in wrap_code_line(line, width)]
     return "\\begin{verbatim}\n" + "\n".join(lines) + "\n\\end{verbatim}\n"
 
 
 def appendix(ap: Appendix) -> str:
     """The reproducibility appendix as LaTeX (spec, commits, packages, devices, seeds, timings, trick costs)."""
     out = [r"\section*{Reproducibility}"]
-    out.append(r"\paragraph{Provenance.} " + escape(ap.summary_sentence()))
+    # sloppypar: commit hashes and device names are long words that TeX cannot hyphenate.
+    out.append(r"\begin{sloppypar}\paragraph{Provenance.} " + escape(ap.summary_sentence()) + r"\end{sloppypar}")
     if ap.packages:
         rows = [f"{escape(k)} & {escape(v)} \\\\" for k, v in ap.packages.items()]
         lines, closing = _begin_table(len(rows), "ll", "Package versions recorded by the cells.",
@@ -381,6 +411,8 @@ def compile_pdf(tex: Path, timeout: float = 120.0) -> Path:
         raise RuntimeError(f"pdflatex did not finish {tex} within {timeout:.0f} s") from exc
     pdf = tex.with_suffix(".pdf")
     os.replace(tex.parent / f"{job}.pdf", pdf)
-    for ext in (".aux", ".log", ".out"):
+    # The log stays as report.log: its overfull-box warnings say where a line ran past the margin.
+    os.replace(tex.parent / f"{job}.log", tex.with_suffix(".log"))
+    for ext in (".aux", ".out"):
         (tex.parent / f"{job}{ext}").unlink(missing_ok=True)
     return pdf

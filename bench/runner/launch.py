@@ -142,7 +142,8 @@ def launch(opts: RunOptions) -> RunResult:
     """Run (or continue, or extend) the experiment of ``opts.spec``."""
     prep = prepare_run(opts)
     spec, ws, store, ids = prep.spec, prep.workspace, prep.store, prep.cell_ids
-    tracker, parent = _start_parent(opts, ws, spec, store, prep.n_cells, prep.n_trainings)
+    todo = spec.design == "optuna" or any(st in ("queued", "running") for st in _states(store, ids).values())
+    tracker, parent = _start_parent(opts, ws, spec, store, prep.n_cells, prep.n_trainings) if todo else (None, "")
     interrupted = False
     final: dict[str, int] = {}
     try:
@@ -154,7 +155,7 @@ def launch(opts: RunOptions) -> RunResult:
         if tracker is not None and parent:
             status = "KILLED" if interrupted else ("FAILED" if final.get("failed") else "FINISHED")
             try:
-                tracker.end_parent(parent, status)
+                tracker.finish_launch(parent, status, final)
             except Exception:  # noqa: BLE001 - MLflow is a mirror
                 pass
     table = summary_table(store, spec.name)

@@ -377,17 +377,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
                            f"accepted 0..{data.folds - 1})")
     seeds = _int_list(source, "seeds", raw.get("seeds", [0]), count_ok=False)
 
-    fixed = _trick_list(source, "fixed", raw.get("fixed", []))
-    factors = _trick_list(source, "factors", raw.get("factors", []))
-    both = set(fixed) & set(factors)
-    if both:
-        raise _err(source, f"trick {sorted(both)[0]!r} is both in fixed and in factors")
-    labels = raw.get("labels", {})
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        raise _err(source, "labels must be a table of strings, e.g. labels = { model_fusion = 'fuse' }")
-    _trick_params(source, "labels", {k: {} for k in labels})
-    params = _trick_params(source, "params", raw.get("params", {}))
-
+    # Every check that needs no trick registry comes first: importing the registry imports torch (seconds).
     from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig
 
     model = _config_section(source, "model", raw.get("model", {}), ModelConfig)
@@ -414,6 +404,17 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         raise _err(source, f"optuna.pruner = {opt.pruner!r} is not one of {', '.join(PRUNERS)}")
 
     evaluation = _evaluation_section(source, raw.get("evaluation", {}))
+
+    fixed = _trick_list(source, "fixed", raw.get("fixed", []))
+    factors = _trick_list(source, "factors", raw.get("factors", []))
+    both = set(fixed) & set(factors)
+    if both:
+        raise _err(source, f"trick {sorted(both)[0]!r} is both in fixed and in factors")
+    labels = raw.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise _err(source, "labels must be a table of strings, e.g. labels = { model_fusion = 'fuse' }")
+    _trick_params(source, "labels", {k: {} for k in labels})
+    params = _trick_params(source, "params", raw.get("params", {}))
 
     # rows
     rows: list[Row] = []

@@ -13,13 +13,16 @@ a second: it happens lazily, on the first call that talks to MLflow.
 Layout of a cell's child run (what the MLflow UI's compare views use):
 
 - params: ``trick.<name>`` = ``1``/``0`` for every factor (numeric, so parallel coordinates and contour
-  plots treat them as axes), ``<trick>.<param>`` for the parameters of enabled tricks, ``budget.<key>``,
-  ``fold``, ``seed`` (see :func:`cell_params`);
-- metrics: final ``dice_et``, ``dice_tc``, ``dice_wt``, ``hd95_et``, ``hd95_tc``, ``hd95_wt``, with a
-  lesion-wise spec also ``lesion_dice_et`` ... ``lesion_hd95_wt`` (:func:`lesion_means`; and any other
-  number given), and the learning curve (``train_loss``, ``lr``, ``val_dice_*`` ...) as metric histories whose
-  step is the iteration (or the epoch when rows carry no iteration);
+  plots treat them as axes), ``trick_param.<trick>.<param>`` for the parameters of enabled tricks,
+  ``budget.<key>``, ``fold``, ``seed`` (see :func:`cell_params`). MLflow's compare page preselects the first
+  three params (in code-point order) whose values differ between the selected runs; ``trick.`` sorts before
+  ``trick_param.``, so the toggles are what it shows first;
+- metrics: final ``dice_et``, ``dice_tc``, ``dice_wt``, their mean ``dice_mean``, ``hd95_et``, ``hd95_tc``,
+  ``hd95_wt``, with a lesion-wise spec also ``lesion_dice_et`` ... ``lesion_hd95_wt`` (:func:`lesion_means`;
+  and any other number given), and the learning curve (``train_loss``, ``lr``, ``val_dice_*`` ...) as metric
+  histories whose step is the iteration (or the epoch when rows carry no iteration);
 - tags: ``label`` (``BL+warmup``), ``mlflow.parentRunId``, ``mlflow.runName`` = ``"<label> f<fold> s<seed>"``;
+- start and end time: the cell's own (``start_time``/``end_time``), so Duration is the cell's real length;
 - artifacts: whatever files are given (per-case metrics CSV, resolved configuration JSON, ...), plus
   ``learning_curve.png`` drawn here when no PNG is given and ``config.json`` / ``case_metrics.csv`` when
   ``config=`` / ``case_rows=`` are passed.
@@ -46,10 +49,13 @@ from urllib.parse import unquote, urlparse
 
 __all__ = [
     "Tracker",
+    "TRICK_PARAM_PREFIX",
     "default_tracking_uri",
     "default_artifact_root",
     "cell_params",
     "cell_run_name",
+    "with_dice_mean",
+    "runs_view_state",
     "redact_url",
     "FINAL_METRICS",
     "LESION_METRICS",
@@ -80,6 +86,17 @@ ARTIFACT_DIR = "mlartifacts"
 # Tags this module sets; `bench.kind` tells a launch (parent) from a cell (child) in searches.
 KIND_TAG = "bench.kind"
 LABEL_TAG = "label"
+# What MLflow's UI reads to open an experiment on its runs (model training) rather than on GenAI traces.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Trick parameters sort after the ``trick.<name>`` toggles ('.' < '_'): see the module docstring.
+TRICK_PARAM_PREFIX = "trick_param."
+DICE_REGIONS = ("dice_et", "dice_tc", "dice_wt")
+NOTHING_RUN_SUFFIX = " (no cells run)"
+# A view of the runs table stored as an experiment tag; ``#/experiments/<id>/runs?viewStateShareKey=bench``
+# opens it (MLflow's "share view"): the cells only, sorted by mean Dice, with Dice and toggle columns.
+RUNS_VIEW_KEY = "bench"
+RUNS_VIEW_TAG = "mlflow.sharedViewState." + RUNS_VIEW_KEY
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -129,8 +146,8 @@ def cell_params(
     """The standard params of a cell's child run.
 
     ``trick.<name>`` = 1/0 for every factor (and 1 for enabled tricks that are not factors, the fixed ones),
-    ``<trick>.<param>`` for the parameters of enabled tricks only (a disabled trick has no parameters, as in
-    an Optuna conditional space), ``budget.<key>``, ``fold``, ``seed``, then ``extra`` as given.
+    ``trick_param.<trick>.<param>`` for the parameters of enabled tricks only (a disabled trick has no
+    parameters, as in an Optuna conditional space), ``budget.<key>``, ``fold``, ``seed``, then ``extra``.
     """
     on = set(enabled)
     out: dict[str, Any] = {f"trick.{name}": int(name in on) for name in factors}
@@ -139,7 +156,7 @@ def cell_params(
     for name, params in (trick_params or {}).items():
         if name in on:
             for key, value in params.items():
-                out[f"{name}.{key}"] = value
+                out[f"{TRICK_PARAM_PREFIX}{name}.{key}"] = value
     for key, value in (budget or {}).items():
         out[f"budget.{key}"] = value
     if fold is not None:
@@ -301,6 +318,7 @@ class Tracker:
         fold = params.get("fold") if fold is None else fold
         seed = params.get("seed") if seed is None else seed
         run_name = cell_run_name(label, fold, seed)
+        metrics = with_dice_mean(metrics)
 
         def create() -> str:
             client = self._get_client()
@@ -334,6 +352,49 @@ class Tracker:
             return False
         return self._guard("end_parent", lambda: self._get_client().set_terminated(run_id, status=status) or True,
                            False)
+
+    def finish_launch(self, run_id: str, status: str, counts: Mapping[str, int]) -> bool:
+        """Close a launch's parent run with its summary, so the collapsed runs table says what it did.
+
+        Logs ``cells_done``, ``cells_failed``, ``cells_skipped``, ``cells_pruned``, ``cells_not_finished``
+        (the experiment's cells by state at the end of the launch, from ``counts``), ``cells_run`` (child runs
+        of this launch) and ``best_dice_mean`` with the tag ``best_cell`` (the best finished cell of the
+        experiment by mean Dice), then ends the run with ``status``. A launch that ran no cell gets
+        ``" (no cells run)"`` appended to its name. Returns True when everything was logged.
+        """
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
+        if not run_id:
+            return False
+
+        def go() -> bool:
+            client = self._get_client()
+            exp_id = self._get_experiment_id()
+            children = client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+                                          max_results=_MAX_ENTITIES_PER_BATCH)
+            summary: dict[str, Any] = {f"cells_{st}": int(counts.get(st, 0))
+                                       for st in ("done", "failed", "skipped", "pruned")}
+            summary["cells_not_finished"] = int(counts.get("queued", 0)) + int(counts.get("running", 0))
+            summary["cells_run"] = len(children)
+            best = client.search_runs(
+                [exp_id], filter_string=f"tags.`{KIND_TAG}` = 'cell' and attributes.status = 'FINISHED'",
+                order_by=["metrics.dice_mean DESC"], max_results=1)
+            if best and best[0].data.metrics.get("dice_mean") is not None:
+                summary["best_dice_mean"] = best[0].data.metrics["dice_mean"]
+                client.set_tag(run_id, "best_cell", best[0].data.tags.get("mlflow.runName", best[0].info.run_id))
+            self._log_batch(run_id, metrics=summary)
+            self._set_runs_view(client, exp_id)
+            if not children:
+                name = client.get_run(run_id).data.tags.get("mlflow.runName", "")
+                if name and not name.endswith(NOTHING_RUN_SUFFIX):
+                    client.set_tag(run_id, "mlflow.runName", name + NOTHING_RUN_SUFFIX)
+            client.set_terminated(run_id, status=status)
+            return True
+
+        if self._guard("finish_launch", go, False):
+            return True
+        self.end_parent(run_id, status)  # the summary failed: still close the run
+        return False
 
     def log_parent_artifacts(
         self,
@@ -377,6 +438,17 @@ class Tracker:
         return self._guard("latest_parent", go, "")
 
     # ------------------------------------------------------------------ internals
+
+    def _set_runs_view(self, client: Any, exp_id: str) -> None:
+        cells = client.search_runs([exp_id], filter_string=f"tags.`{KIND_TAG}` = 'cell'",
+                                   max_results=_MAX_ENTITIES_PER_BATCH)
+        values: dict[str, set[str]] = {}
+        for run in cells:
+            for key, value in run.data.params.items():
+                if key.startswith("trick."):
+                    values.setdefault(key, set()).add(value)
+        toggles = sorted(k for k, v in values.items() if len(v) > 1) or sorted(values)
+        client.set_experiment_tag(exp_id, RUNS_VIEW_TAG, json.dumps(runs_view_state(toggles)))
 
     def _guard(self, what: str, fn: Callable[[], _T], default: _T) -> _T:
         if time.monotonic() < self._paused_until:
@@ -468,7 +540,7 @@ class Tracker:
                 try:
                     exp_id = client.create_experiment(
                         self.experiment_name, artifact_location=self._experiment_artifact_location(),
-                        tags={"bench.spec": self.experiment_name})
+                        tags={"bench.spec": self.experiment_name, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
                 except Exception:
                     # Another process created it between our look-up and create: use theirs.
                     exp = client.get_experiment_by_name(self.experiment_name)
@@ -479,6 +551,8 @@ class Tracker:
                 exp_id = exp.experiment_id
                 if exp.lifecycle_stage == "deleted":
                     client.restore_experiment(exp_id)
+                if EXPERIMENT_KIND_TAG not in exp.tags:  # an experiment made before the tag was set
+                    client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             self._experiment_id = str(exp_id)
             return self._experiment_id
 
@@ -563,6 +637,24 @@ class Tracker:
                     self._fail("learning-curve plot", exc)
             if any(folder.iterdir()):
                 self._get_client().log_artifacts(run_id, tmp)
+
+
+def runs_view_state(toggles: Sequence[str]) -> dict[str, Any]:
+    """The runs-table view MLflow's UI loads from :data:`RUNS_VIEW_TAG`: cell runs only, best mean Dice first,
+    columns Duration, ``dice_mean``, ``dice_et``/``tc``/``wt`` and the given ``trick.*`` params."""
+    columns = ["attributes.`Duration`"] + [f"metrics.`{k}`" for k in ("dice_mean", *DICE_REGIONS)]
+    columns += [f"params.`{k}`" for k in toggles]
+    return {"selectedColumns": columns, "orderByKey": "metrics.`dice_mean`", "orderByAsc": False,
+            "searchFilter": f"tags.`{KIND_TAG}` = 'cell'"}
+
+
+def with_dice_mean(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` plus ``dice_mean`` (mean of ``dice_et``, ``dice_tc``, ``dice_wt``) when all three are numbers."""
+    out = dict(metrics)
+    values = [_number(metrics.get(k)) for k in DICE_REGIONS]
+    if "dice_mean" not in out and all(v is not None for v in values):
+        out["dice_mean"] = sum(v for v in values if v is not None) / len(values)
+    return out
 
 
 def _curve_points(curve: Sequence[Mapping[str, Any]], now_ms: int) -> list[tuple[str, float, int, int]]:

@@ -247,6 +247,7 @@ class Worker:
         self.queue = WorkQueue(open_storage(opts.storage_url, opts.workspace.root), opts.experiment,
                                **search_settings(self.spec))
         self._tracker: Any = None
+        self._cell_t0: float | None = None  # when the running cell was claimed: its MLflow run's start
         self._commit = git_commit()
         self._packages = package_versions()
         self.outcomes: list[CellOutcome] = []
@@ -355,7 +356,7 @@ class Worker:
         hb.start()
         relay = threading.Thread(target=_relay_stop, args=(self.opts.stop, cell_stop, hb), daemon=True)
         relay.start()
-        t0 = time.time()
+        t0 = self._cell_t0 = time.time()
         try:
             result = self._execute(info, trial, cell_stop, hb)
         except _Interrupted:
@@ -524,7 +525,7 @@ class Worker:
                                         config={"label": info.label, "tricks": list(info.tricks),
                                                 "params": info.params, "model": self.spec.model,
                                                 "train": self.spec.train, "inference": self.spec.inference},
-                                        case_rows=metrics) or "")
+                                        case_rows=metrics, start_time=self._cell_t0, end_time=time.time()) or "")
         except Exception:  # noqa: BLE001 - never fail a cell for the mirror
             log.warning("MLflow logging of cell %s failed", info.cell_id, exc_info=True)
             return ""
