@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from bench.analysis.tests import holm
 from bench.report.build import build_report, load_report_data
 from bench.report.demo import DemoRow, fill_results, grid_rows, ladder_rows
-from bench.report.stats import holm
 from bench.report.tables import analyse
 
 REG = ("ET", "TC", "WT")  # database order

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis import tests as stats
 from bench.errors import StoreError
-from bench.report import stats
 
 __all__ = [
     "REGIONS",
