@@ -13,7 +13,8 @@ two-arm comparison this is ``s_d^2/C + s_run,A^2/S_A + s_run,B^2/S_B``. Degrees 
 the interval uses Student's t.
 
 The nonparametric version is a two-way bootstrap that resamples test cases (one draw shared by every
-configuration, so the pairing is kept) and, within each configuration, its runs.
+configuration, so the pairing is kept) and, within each configuration, its runs; run and case deviations are
+first spread by sqrt(n/(n-1)) so that resampling few runs does not shrink their variance.
 
 With one run per configuration the run variance is not measured: the interval covers test-case sampling only
 and :attr:`Effect.significant` is always False (nothing is claimed from case sampling alone).
@@ -91,6 +92,13 @@ def two_way_bootstrap(layouts: Sequence[np.ndarray], weights: np.ndarray, n_boot
         if wi == 0:
             continue
         s = y.shape[0]
+        # Resampling n values with replacement shrinks their variance by (n - 1) / n (halved with 2 seeds):
+        # rows and columns are spread by sqrt(n / (n - 1)) about the mean first (rescaled bootstrap).
+        g = y.mean()
+        if s > 1:
+            y = y + (np.sqrt(s / (s - 1)) - 1.0) * (y.mean(axis=1, keepdims=True) - g)
+        if c > 1:
+            y = y + (np.sqrt(c / (c - 1)) - 1.0) * (y.mean(axis=0, keepdims=True) - g)
         per_run = y @ case_w.T  # (S, n_boot): case-resampled mean of each run
         draws = rng.integers(0, s, size=(n_boot, s))
         total += wi * per_run[draws, np.arange(n_boot)[:, None]].mean(axis=1)

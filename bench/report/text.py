@@ -188,7 +188,7 @@ def design_lines(a: Analysis) -> list[str]:
     if not info:
         return []
     letters = ", ".join(f"{k} = {v}" for k, v in info["factors"].items())
-    out = [f"Design: {info['design']} ({letters})."]
+    out = [f"{info['design']} ({letters})."]
     if info["generators"]:
         out.append(f"Generators: {', '.join(info['generators'])}; defining relation {info['defining_relation']}.")
     if info.get("foldover"):
