@@ -126,4 +126,4 @@ def test_cell_stages_are_stored_and_returned_by_the_queries(tmp_path):
     state.register_experiment(store, spec, plan(spec))
     cells = q.cells(url, "t")
     assert cells["stage"].value_counts().to_dict() == {"main": 8, "foldover": 8}
-    assert q.case_metrics(url, "t").columns[-1] == "stage"
+    assert "stage" in q.case_metrics(url, "t").columns
