@@ -39,6 +39,7 @@ __all__ = [
     "Spec",
     "DataSpec",
     "OptunaSpec",
+    "ReplicationSpec",
     "Row",
     "load_spec",
     "parse_spec",
@@ -47,7 +48,7 @@ __all__ = [
     "OBJECTIVES",
 ]
 
-DESIGNS = ("full", "ladder", "list", "optuna")
+DESIGNS = ("full", "ladder", "list", "optuna", "forward")
 OBJECTIVES = ("mean_val_dice", "val_dice_et", "val_dice_tc", "val_dice_wt")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none", "hyperband")
@@ -70,12 +71,14 @@ _TOP_KEYS = {
     "train": "TrainConfig fields",
     "inference": "InferenceConfig fields",
     "optuna": "search settings",
+    "replication": "adaptive replication: halfwidth, looks, max_seeds, margin, alpha",
 }
 _DATA_KEYS = ("path", "synthetic", "format", "folds", "test_fraction", "split_seed", "spacing", "normalization",
               "test_cases")
 _SYNTH_KEYS = ("cases", "unlabeled", "shape", "seed", "format")
 _ROW_KEYS = ("label", "tricks", "params")
 _OPTUNA_KEYS = ("trials", "sampler", "pruner", "seed", "search_params")
+_REPLICATION_KEYS = ("halfwidth", "looks", "max_seeds", "margin", "alpha")
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,27 @@ class OptunaSpec:
     pruner: str = "median"
     seed: int = 0
     search_params: bool = True  # also search the parameters of enabled tricks (not only the toggles)
+
+
+@dataclass(frozen=True)
+class ReplicationSpec:
+    """``[replication]``: seeds per configuration at each look (``looks``), up to ``max_seeds``; a comparison
+    is decided by the rules of :mod:`bench.analysis.stopping`."""
+
+    halfwidth: float = 0.01
+    looks: tuple[int, ...] = (3, 5, 8, 12)
+    max_seeds: int = 12
+    margin: float = 0.005
+    alpha: float = 0.05
+
+    def seeds(self, first: tuple[int, ...]) -> tuple[int, ...]:
+        """The spec's seeds, continued with the next unused integers, ``max_seeds`` in all."""
+        out = list(first[: self.max_seeds])
+        nxt = max(first) + 1 if first else 0
+        while len(out) < self.max_seeds:
+            out.append(nxt)
+            nxt += 1
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -138,6 +162,7 @@ class Spec:
     inference: dict[str, Any]
     optuna: OptunaSpec
     description: str = ""
+    replication: ReplicationSpec | None = None
 
     @property
     def hash(self) -> str:
@@ -398,6 +423,8 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     if opt.pruner not in PRUNERS:
         raise _err(source, f"optuna.pruner = {opt.pruner!r} is not one of {', '.join(PRUNERS)}")
 
+    replication = _replication(source, raw, design)
+
     # rows
     rows: list[Row] = []
     raw_rows = raw.get("rows")
@@ -427,6 +454,11 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         raise _err(source, f"factors: {len(factors)} factors make {2 ** len(factors)} rows; at most 10 accepted")
     if design == "optuna" and not factors:
         raise _err(source, "design = 'optuna' needs factors (the tricks to search over)")
+    if design == "forward" and not factors:
+        raise _err(source, "design = 'forward' needs factors (the candidate tricks of the ladder)")
+    if design == "forward" and train.get("val_every", 0) < 1:
+        raise _err(source, "design = 'forward' needs train.val_every >= 1 (steps are selected on validation Dice; "
+                           "test cases only confirm)")
     if design == "optuna" and train.get("val_every", 0) < 1:
         raise _err(source, "design = 'optuna' needs train.val_every >= 1 (the objective and pruning use "
                            "validation Dice; test cases are never used to choose)")
@@ -435,10 +467,42 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         name=name, source=source, text=text, design=design, baseline_label=baseline_label, folds=folds,
         seeds=seeds, objective=objective, fixed=fixed, factors=factors, labels=dict(labels), params=params,
         rows=tuple(rows), data=data, model=model, train=train, inference=inference, optuna=opt,
-        description=description,
+        description=description, replication=replication,
     )
     _check_rows(spec)
     return spec
+
+
+def _replication(source: str, raw: dict[str, Any], design: str) -> ReplicationSpec | None:
+    rep = raw.get("replication")
+    if rep is None:
+        return None
+    if not isinstance(rep, dict):
+        raise _err(source, "[replication] must be a table")
+    _check_keys(source, "[replication]", rep, _REPLICATION_KEYS)
+    if design in ("optuna", "forward"):
+        raise _err(source, f"[replication] cannot be used with design = {design!r} (accepted with full, ladder, "
+                           "list and fractional designs)")
+    out = ReplicationSpec(
+        halfwidth=_typed(source, "replication.halfwidth", rep.get("halfwidth", 0.01), float, "a number"),
+        margin=_typed(source, "replication.margin", rep.get("margin", 0.005), float, "a number"),
+        alpha=_typed(source, "replication.alpha", rep.get("alpha", 0.05), float, "a number"),
+        max_seeds=_typed(source, "replication.max_seeds", rep.get("max_seeds", 12), int, "an integer"),
+        looks=_int_list(source, "replication.looks", rep.get("looks", [3, 5, 8, 12]), count_ok=False),
+    )
+    if not out.halfwidth > 0:
+        raise _err(source, f"replication.halfwidth = {out.halfwidth} must be > 0 (Dice)")
+    if out.margin < 0:
+        raise _err(source, f"replication.margin = {out.margin} must be >= 0 (Dice)")
+    if not 0 < out.alpha < 1:
+        raise _err(source, f"replication.alpha = {out.alpha} must be in (0, 1)")
+    if list(out.looks) != sorted(out.looks) or out.looks[0] < 2:
+        raise _err(source, f"replication.looks = {list(out.looks)} must be increasing seed counts, the first >= 2 "
+                           "(one seed cannot measure run-to-run variance)")
+    if out.looks[-1] > out.max_seeds:
+        raise _err(source, f"replication.looks = {list(out.looks)}: the last look exceeds max_seeds = "
+                           f"{out.max_seeds}")
+    return out
 
 
 def _check_rows(spec: Spec) -> None:
@@ -459,7 +523,7 @@ def _check_rows(spec: Spec) -> None:
             merged = {**spec.params, **r.params}
             _resolve_row(src, f"row {r.label!r}", list(spec.fixed) + [t for t in r.tricks if t not in spec.fixed],
                          merged)
-    elif spec.design in ("full", "optuna"):
+    elif spec.design in ("full", "optuna", "forward"):
         for t in spec.factors:  # each factor alone on top of the fixed set must work
             _resolve_row(src, f"factor {t!r}", list(spec.fixed) + [t], spec.params)
 
