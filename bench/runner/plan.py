@@ -19,7 +19,8 @@ from typing import Any
 from bench.errors import BenchError, SpecError
 from bench.runner.spec import Spec
 
-__all__ = ["PlannedConfiguration", "PlannedCell", "Plan", "plan", "training_plan", "configuration_for"]
+__all__ = ["PlannedConfiguration", "PlannedCell", "Plan", "plan", "fixed_plan", "training_plan",
+           "configuration_for"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,19 @@ def _rows(spec: Spec) -> list[tuple[str, list[str], dict[str, dict[str, Any]]]]:
 
 
 def plan(spec: Spec) -> Plan:
-    """All configurations and cells of a spec, in design order (configurations outer, then fold, then seed)."""
+    """All configurations and cells of a spec, in design order (configurations outer, then fold, then seed).
+
+    For an adaptive design (``[replication]``, ``design = "forward"``): the cells of its first look; the
+    runner adds the others look by look (:mod:`bench.runner.looks`)."""
+    from bench.runner.looks import initial_plan, is_adaptive
+
+    if is_adaptive(spec):
+        return initial_plan(spec)
+    return fixed_plan(spec)
+
+
+def fixed_plan(spec: Spec) -> Plan:
+    """Every configuration and cell of a fixed design (the spec's folds x seeds)."""
     confs = [configuration_for(spec, label, i, tricks, params) for i, (label, tricks, params) in
              enumerate(_rows(spec))]
     seen: dict[str, str] = {}
