@@ -198,3 +198,28 @@ def test_forward_fixed_sequence_stops_at_first_failure():
     conf = fw.confirmations(sim.results())
     assert fw.ladder(sim.results()) == ["warmup", "model_fusion"]
     assert [c.status for c in conf] == ["failed", "not tested"]
+
+
+def test_forward_report_uses_confirmation_runs_only():
+    from bench.report.forward import confirmation_data, selection_frame
+    from bench.report.tables import ReportData
+
+    text = SPEC.format(design="forward", extra="")
+    sp = parse_spec(text, "t.toml", check_data=False)
+    fw = get_design(sp)
+    sim = Sim({"warmup": 0.0, "model_fusion": 0.05}, sd_run=0.002, val_effects={"warmup": 0.08,
+                                                                                 "model_fusion": 0.04})
+    drive(fw, sim)
+    cells = pd.DataFrame(sim.cells)
+    confs = pd.DataFrame([{"configuration_id": i, "label": lab, "position": i, "toggles": {}}
+                          for i, lab in enumerate(dict.fromkeys(cells["label"]))])
+    data = ReportData("t", confs, cells, pd.DataFrame(sim.metrics), pd.DataFrame(),
+                      {"spec": text, "design": "forward"})
+    out, rep = confirmation_data(data)
+    # warmup was selected but failed confirmation: the confirmed ladder is the baseline alone
+    assert [c.status for c in rep.confirmations] == ["failed", "not tested"]
+    assert list(out.configurations["label"]) == ["BL"] and out.record["design"] == "ladder"
+    assert set(out.cells["seed"]) == {3, 4, 5} and set(out.case_metrics["seed"]) == {3, 4, 5}
+    sel = selection_frame(rep)
+    assert list(sel[sel["outcome"] == "added"]["configuration"]) == ["BL+warmup", "BL+warmup+model_fusion"]
+    assert list(sel[sel["stage"].str.startswith("confirm")]["outcome"]) == ["failed", "not tested"]

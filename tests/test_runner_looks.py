@@ -82,7 +82,7 @@ def _check_replicated(url: str, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_replicated_run_resumes_between_looks(tmp_path):
+def test_replicated_run_resumes_between_looks(tmp_path, capsys):
     spec = parse_spec(tiny("rep"), str(tmp_path / "rep.toml"))
     ws = tmp_path / "ws"
     url = f"sqlite:///{ws}/.bench/results.db"
@@ -95,6 +95,10 @@ def test_replicated_run_resumes_between_looks(tmp_path):
     res = launch(RunOptions(spec=spec, folder=ws, tracking_uri="none", progress=False, threads=1))
     assert res.exit_code == 0
     _check_replicated(url, "rep")
+    from bench.cli import main
+
+    assert main(["status", "rep", "--workspace", str(ws)]) == 0
+    assert "BL+warmup vs BL" in capsys.readouterr().out
     assert res.counts == {"done": len(q.cells(url, "rep"))}
     # run again: nothing to do, no new look
     n = len(_looks(url))
@@ -103,7 +107,7 @@ def test_replicated_run_resumes_between_looks(tmp_path):
 
 
 @pytest.mark.slow
-def test_forward_run_end_to_end(tmp_path):
+def test_forward_run_end_to_end(tmp_path, capsys):
     # inference-only patch_fusion shares its training with the baseline; two CV folds pair the runs
     spec = parse_spec(tiny("fwd", "forward", '["warmup", "patch_fusion"]', "[0, 1]", ""), str(tmp_path / "f.toml"))
     ws = tmp_path / "ws"
@@ -128,6 +132,17 @@ def test_forward_run_end_to_end(tmp_path):
     from bench.cli import main
 
     assert main(["status", "fwd", "--workspace", str(ws)]) == 0
+    out = capsys.readouterr().out
+    assert "adaptive design: look" in out and "select-1 (from BL)" in out
+    # the report: Table 1 from the confirmation runs, the selection path apart
+    from bench.report.build import build_report
+
+    rep = build_report(url, "fwd", out=tmp_path / "reports", formats=("markdown", "csv"), plots=False,
+                       log_mlflow=False, n_boot=50)
+    sel = (rep.out_dir / "selection.md").read_text()
+    assert "| select-1 | BL | BL+warmup |" in sel and "| select-1 | BL | BL+patch_fusion |" in sel
+    confirmed = [c.label for c in design.confirmations(r) if c.status == "confirmed"]
+    assert rep.analysis.labels == ["BL", *confirmed]
 
 
 def _worker(ws: Path, experiment: str, url: str) -> subprocess.Popen:

@@ -108,7 +108,9 @@ def case_values(metrics: pd.DataFrame, regions: tuple[str, ...] = ("ET", "TC", "
 def _arm(table: pd.DataFrame, label: str) -> np.ndarray:
     """The runs x cases matrix of one configuration (runs: fold x seed; cases in sorted order)."""
     sub = table[table["label"] == label]
-    wide = sub.pivot_table(index=["fold", "seed"], columns="case_id", values="value", aggfunc="mean")
+    if sub.empty:
+        return np.empty((0, 0))
+    wide = sub.groupby(["fold", "seed", "case_id"])["value"].mean().unstack("case_id")
     return wide.sort_index(axis=1).to_numpy(dtype=float)
 
 

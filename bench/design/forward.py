@@ -119,21 +119,33 @@ class Forward(Design):
 
     # ------------------------------------------------------------------------------------------- reading
 
-    def _objectives(self, cells: pd.DataFrame, label: str) -> dict[tuple[int, int], float]:
-        sel = cells[(cells["label"] == label) & (cells["state"] == "done") & cells["seed"].isin(self.spec.seeds)
-                    & cells["objective"].notna()]
-        return {(int(r.fold), int(r.seed)): float(r.objective) for r in sel.itertuples()}
+    @staticmethod
+    def _by_label(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        return {str(k): g for k, g in cells.groupby("label")} if len(cells) else {}
 
-    def _registered(self, cells: pd.DataFrame, label: str, seeds: tuple[int, ...]) -> bool:
-        return bool(len(cells)) and bool(((cells["label"] == label) & cells["seed"].isin(seeds)).any())
+    def _objectives(self, by: dict[str, pd.DataFrame], label: str) -> dict[tuple[int, int], float]:
+        sel = by.get(label)
+        if sel is None:
+            return {}
+        sel = sel[(sel["state"] == "done") & sel["seed"].isin(self.spec.seeds) & sel["objective"].notna()]
+        return {(int(f), int(s)): float(o) for f, s, o in zip(sel["fold"], sel["seed"], sel["objective"])}
 
-    def _finished(self, cells: pd.DataFrame, label: str, seeds: tuple[int, ...]) -> bool:
-        sel = cells[(cells["label"] == label) & cells["seed"].isin(seeds)]
+    @staticmethod
+    def _registered(by: dict[str, pd.DataFrame], label: str, seeds: tuple[int, ...]) -> bool:
+        sel = by.get(label)
+        return sel is not None and bool(sel["seed"].isin(seeds).any())
+
+    @staticmethod
+    def _finished(by: dict[str, pd.DataFrame], label: str, seeds: tuple[int, ...]) -> bool:
+        sel = by.get(label)
+        if sel is None:
+            return False
+        sel = sel[sel["seed"].isin(seeds)]
         return len(sel) > 0 and not sel["state"].isin(("queued", "running")).any()
 
     def path(self, results: Results) -> list[Step]:
         """The selection steps taken so far (the last may be unfinished)."""
-        cells = results.cells
+        cells = self._by_label(results.cells)
         stack: list[str] = []
         steps: list[Step] = []
         seeds = tuple(self.spec.seeds)
@@ -180,7 +192,7 @@ class Forward(Design):
     def confirmations(self, results: Results) -> list[Confirmation]:
         """The fixed-sequence confirmation of the selected ladder (test cases, fresh seeds only)."""
         ladder = self.ladder(results)
-        cells = results.cells
+        cells = self._by_label(results.cells)
         metrics = results.metrics
         if len(metrics):
             metrics = metrics[metrics["seed"].isin(self.confirm_seeds)]
@@ -223,7 +235,8 @@ class Forward(Design):
         if not ladder:
             return None
         rows = [self.row(ladder[:j]) for j in range(len(ladder) + 1)]
-        if not all(self._registered(results.cells, r.label, self.confirm_seeds) for r in rows):
+        by = self._by_label(results.cells)
+        if not all(self._registered(by, r.label, self.confirm_seeds) for r in rows):
             return [c for j, r in enumerate(rows) for c in self._cells([r], self.confirm_seeds, f"confirm-{j}")]
         return None
 

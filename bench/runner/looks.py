@@ -276,3 +276,35 @@ def _register(s: Any, spec: Spec, exp_id: int, requests: list[CellRequest]) -> l
             have[key] = cell.id
             out.append([cell.id, r.stage])
     return out
+
+
+def status_lines(store: Any, experiment: str) -> list[str]:
+    """What ``bench status`` adds for an adaptive experiment: the look reached and every comparison, decided
+    or not, and why (computed now from the finished cells)."""
+    from bench.runner.spec import parse_spec
+    from bench.store.models import Experiment
+
+    with store.session() as s:
+        exp = s.scalar(select(Experiment).where(Experiment.name == experiment))
+        if exp is None:
+            return []
+        text = exp.spec_toml
+        _, last = _state(s, exp.id)
+        last_look, complete = (last.look, last.complete) if last is not None else (None, False)
+    try:
+        spec = parse_spec(text, f"experiment {experiment} (stored spec)", check_data=False)
+    except SpecError:
+        return []
+    if not is_adaptive(spec):
+        return []
+    design = design_for(spec)
+    seen = decisions(design, results(store, experiment))
+    where = "no look yet" if last_look is None else (
+        f"look {last_look}{' (design complete)' if complete else ''}")
+    n_done = sum(1 for d in seen if d.get("decided"))
+    lines = [f"adaptive design: {where}; {n_done} of {len(seen)} decided"]
+    width = max([len(str(d["name"])) for d in seen] + [10])
+    for d in seen:
+        verdict = d.get("verdict") or ("decided" if d.get("decided") else "undecided")
+        lines.append(f"  {str(d['name']):{width}s}  {verdict:10s} {d.get('reason', '')}")
+    return lines
