@@ -108,7 +108,7 @@ def test_replication_adds_seeds_only_to_undecided_comparisons():
     # warmup helps by far more than the noise: decided at the first look; patch fusion is tiny and noisy
     sim = Sim({"warmup": 0.15, "patch_fusion": 0.004}, sd_run=0.02)
     first = rep.initial()
-    assert {c.seed for c in first} == {0, 1, 2} and {c.stage for c in first} == {"look-1"}
+    assert {c.seed for c in first} == {0, 1, 2} and {c.stage for c in first} == {"main"}
     sim.run(first)
     d = {x.name: x for x in rep.decisions(sim.results())}
     assert d["BL+warmup vs BL"].verdict == "helps"

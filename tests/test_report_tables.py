@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from bench.analysis.tests import holm
 from bench.report.build import build_report, load_report_data
 from bench.report.demo import DemoRow, fill_results, grid_rows, ladder_rows
-from bench.report.stats import holm
 from bench.report.tables import analyse
 
 REG = ("ET", "TC", "WT")  # database order
@@ -140,7 +140,7 @@ def test_outputs_bold_sd_marks_penalty_caption(ladder_db, tmp_path):
     np.testing.assert_allclose(t1["dice_ET"], a.mean[:, 0], rtol=1e-5)
     assert list(t1["penalties"]) == [1, 0, 0]
     # the effects fragment of a ladder says why there are no factorial effects
-    assert "full factorial" in (out / "effects.tex").read_text()
+    assert "full and fractional factorial" in (out / "effects.tex").read_text()
     # appendix: commit, packages, device, seeds, per-cell training time
     app = (out / "appendix.tex").read_text()
     assert "0123456789ab" in app and "torch" in app and "2.13.0" in app and "cpu (6 cells)" in app
@@ -159,8 +159,14 @@ def test_grid_main_effects_interaction_and_cost_by_hand(grid_db, tmp_path):
     assert eff.loc[("warmup", "HD95 WT"), "estimate"] == pytest.approx(-1.0)
     assert eff.loc[("focal", "HD95 TC"), "estimate"] == pytest.approx(-0.5)
     assert eff.loc[("warmup x focal", "HD95 ET"), "estimate"] == pytest.approx(0.0, abs=1e-12)
-    # the per-case effect is the same for every case here, so the interval collapses onto the estimate
-    assert eff.loc[("warmup", "Dice ET"), "ci_lo"] == pytest.approx(0.065)
+    # the per-case effect is the same for every case (s_d = 0); the seed term 0.003 * seed is run-to-run
+    # variance: s_run^2 = var(0, 0.003, 0.006) = 9e-6 in every configuration, so per side (2 configurations,
+    # weight 1/2, 3 runs) 2 * 0.25 * 9e-6 / 3 = 1.5e-6 with 4 df; SE^2 = 3e-6, Satterthwaite df = 8
+    half = sps.t.ppf(0.975, 8) * np.sqrt(3e-6)
+    assert eff.loc[("warmup", "Dice ET"), "ci_lo"] == pytest.approx(0.065 - half)
+    assert eff.loc[("warmup", "Dice ET"), "ci_hi"] == pytest.approx(0.065 + half)
+    assert eff.loc[("warmup", "Dice ET"), "df"] == pytest.approx(8.0)
+    assert bool(eff.loc[("warmup", "Dice ET"), "significant"]) and bool(eff.loc[("warmup", "Dice ET"), "run_measured"])
     out = tmp_path / "grid-exp"
     assert "+0.065" in (out / "effects.tex").read_text() and "+0.065" in (out / "effects.md").read_text()
     assert (out / "effects.csv").exists() and (out / "main_effects.png").exists()

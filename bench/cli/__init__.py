@@ -18,7 +18,7 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser"]
 
 # Order in which commands appear in `bench --help`.
-_COMMAND_MODULES = ("run", "data", "train", "evaluate", "tricks", "report", "ui")
+_COMMAND_MODULES = ("run", "plan", "data", "train", "evaluate", "tricks", "report", "ui")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):

@@ -19,14 +19,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("spec", nargs="?", default=None,
                    help="spec file, or the name of a packaged spec (demo, table1, table1-cpu, search, brats-cpu); "
                         "default: demo")
-    design = p.add_mutually_exclusive_group()
-    design.add_argument("--grid", dest="design", action="store_const", const="full",
-                        help="run the spec's factors as a full 2^k grid")
-    design.add_argument("--ladder", dest="design", action="store_const", const="ladder",
-                        help="run the spec's factors as a cumulative ladder (BL, BL+a, BL+a+b, ...)")
-    design.add_argument("--optuna", dest="design", action="store_const", const="optuna",
-                        help="search the factors (and their parameters) with Optuna")
-    p.add_argument("--trials", type=int, help="number of Optuna trials (search designs)")
+    add_design_options(p)
     _common(p)
     p.add_argument("--workers", type=int, default=None,
                    help="local worker processes (default: one per device in --devices)")
@@ -77,27 +70,12 @@ def _check_positive(name: str, value: int | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     import logging
 
-    from bench.errors import SpecError
     from bench.runner.launch import RunOptions, launch, parse_devices
-    from bench.runner.spec import load_spec, parse_spec
 
     logging.basicConfig(level=logging.WARNING, format="bench: %(message)s")
     _check_positive("--workers", args.workers)
-    _check_positive("--trials", args.trials)
     devices = parse_devices(args.devices)
-    spec = load_spec(args.spec)
-    text = spec.text
-    if args.design and args.design != spec.design:
-        if args.design in ("full", "ladder") and not spec.factors:
-            raise SpecError(f"{spec.source}: --{'grid' if args.design == 'full' else 'ladder'} needs factors")
-        text = _override(text, "design", f'"{args.design}"')
-    if args.trials is not None:
-        if (args.design or spec.design) != "optuna":
-            raise SpecError("--trials is only used by Optuna searches (--optuna or design = 'optuna')")
-        text = _override(text, "trials", str(args.trials), table="optuna")
-    if text != spec.text:
-        # The overrides become part of the stored spec, so workers joining later see the same experiment.
-        spec = parse_spec(text, spec.source)
+    spec = spec_from_args(args)
     workers = args.workers or len(devices)
     opts = RunOptions(spec=spec, folder=Path(args.workspace), results_url=args.results, storage_url=args.storage,
                       tracking_uri=args.tracking, workers=workers, devices=devices, retry_failed=args.retry_failed,
@@ -113,6 +91,40 @@ def _run(args: argparse.Namespace) -> int:
     if result.interrupted:
         print("bench: interrupted; run the same command again to continue", file=sys.stderr)
     return result.exit_code
+
+
+def add_design_options(p: argparse.ArgumentParser) -> None:
+    """``--grid`` / ``--ladder`` / ``--optuna`` and ``--trials`` (shared by ``bench run`` and ``bench plan``)."""
+    design = p.add_mutually_exclusive_group()
+    design.add_argument("--grid", dest="design", action="store_const", const="full",
+                        help="run the spec's factors as a full 2^k grid")
+    design.add_argument("--ladder", dest="design", action="store_const", const="ladder",
+                        help="run the spec's factors as a cumulative ladder (BL, BL+a, BL+a+b, ...)")
+    design.add_argument("--optuna", dest="design", action="store_const", const="optuna",
+                        help="search the factors (and their parameters) with Optuna")
+    p.add_argument("--trials", type=int, help="number of Optuna trials (search designs)")
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:
+    """The validated spec of ``args.spec`` with the design options applied (what ``bench run`` would run)."""
+    from bench.errors import SpecError
+    from bench.runner.spec import load_spec, parse_spec
+
+    _check_positive("--trials", args.trials)
+    spec = load_spec(args.spec)
+    text = spec.text
+    if args.design and args.design != spec.design:
+        if args.design in ("full", "ladder") and not spec.factors:
+            raise SpecError(f"{spec.source}: --{'grid' if args.design == 'full' else 'ladder'} needs factors")
+        text = _override(text, "design", f'"{args.design}"')
+    if args.trials is not None:
+        if (args.design or spec.design) != "optuna":
+            raise SpecError("--trials is only used by Optuna searches (--optuna or design = 'optuna')")
+        text = _override(text, "trials", str(args.trials), table="optuna")
+    if text != spec.text:
+        # The overrides become part of the stored spec, so workers joining later see the same experiment.
+        spec = parse_spec(text, spec.source)
+    return spec
 
 
 def _override(text: str, key: str, value: str, table: str | None = None) -> str:

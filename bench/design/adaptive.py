@@ -2,10 +2,11 @@
 
 The wrapped design says which configurations to run (its rows); this wrapper decides how many seeds each
 gets. It starts every row with the first ``looks[0]`` seeds; at each look it estimates every comparison
-(by default each row against the first, the baseline; a design may name its own contrasts with
-``comparisons()``) with run and case variance, applies :mod:`bench.analysis.stopping`, and raises to
-``looks[k+1]`` seeds only the rows of comparisons still undecided. Designs whose estimates rest on balance
-(fractional factorials: ``whole_replicates = True``) get a whole new replicate of every row instead. After the
+(each row against the first, the baseline; for a full or fractional factorial the main effect of each
+factor; a design may name its own contrasts with ``comparisons()``) with run and case variance, applies
+:mod:`bench.analysis.stopping`, and raises to ``looks[k+1]`` seeds only the rows of comparisons still
+undecided. Factorial designs, whose estimates rest on
+balance (full grids and fractions), get a whole new replicate of every row instead. After the
 last look (``max_seeds``), whatever is still undecided is reported as undecided (budget).
 
 State is read from the results at every call (rows and seeds already registered), so the design is pure and a
@@ -53,12 +54,27 @@ class Replication(Design):
             self._rows = list(seen.values())
         return self._rows
 
+    @property
+    def factorial(self) -> bool:
+        """Two-level factorial designs (full grids, fractions): main effects, and seeds by whole replicates."""
+        return bool(getattr(self.inner, "whole_replicates", self.inner.name in ("full", "fractional")))
+
     def comparisons(self) -> list[tuple[str, dict[str, float]]]:
-        """``[(name, {label: weight})]``: the inner design's contrasts, else each row against the first."""
+        """``[(name, {label: weight})]``: the inner design's contrasts if it names them; the main effect of each
+        factor for a factorial design; else each row against the first."""
         own = getattr(self.inner, "comparisons", None)
         if callable(own):
             return list(own())
         rows = self.rows()
+        if self.factorial:
+            out = []
+            for f in self.spec.factors:
+                on = [r.label for r in rows if f in r.tricks]
+                off = [r.label for r in rows if f not in r.tricks]
+                if on and off:
+                    out.append((f"main effect of {f}", {**{lab: 1.0 / len(on) for lab in on},
+                                                         **{lab: -1.0 / len(off) for lab in off}}))
+            return out
         base = rows[0].label
         return [(f"{r.label} vs {base}", {r.label: 1.0, base: -1.0}) for r in rows[1:]]
 
@@ -68,7 +84,10 @@ class Replication(Design):
     # ------------------------------------------------------------------------------------------- the looks
 
     def initial(self) -> list[CellRequest]:
-        return self._cells(self.rows(), self.seeds[: self.rep.looks[0]], "look-1")
+        """The inner design's first cells (their stages kept: main, foldover...) with the first look's seeds."""
+        first = self.seeds[: self.rep.looks[0]]
+        stage = {c.row.label: c.stage for c in self.inner.initial()}
+        return [c for r in self.rows() for c in self._cells([r], first, stage[r.label])]
 
     def rules(self) -> Rules:
         return Rules(halfwidth=self.rep.halfwidth, margin=self.rep.margin, alpha=self.rep.alpha,
@@ -121,7 +140,7 @@ class Replication(Design):
             return None
         names = set(open_)
         rows = self.rows()
-        if getattr(self.inner, "whole_replicates", False):
+        if self.factorial:  # balance (orthogonality) needs every row to get the new seeds
             grow = rows
         else:
             involved = {lab for name, w in self.comparisons() if name in names for lab in w}
@@ -135,5 +154,5 @@ class Replication(Design):
             "looks": list(self.rep.looks), "max_seeds": self.rep.max_seeds, "halfwidth": self.rep.halfwidth,
             "margin": self.rep.margin, "alpha": self.rep.alpha, "comparisons": [n for n, _ in self.comparisons()],
             "interval_level": rules.level, "seeds": list(self.seeds),
-            "whole_replicates": bool(getattr(self.inner, "whole_replicates", False)),
+            "whole_replicates": self.factorial,
         }}

@@ -60,7 +60,8 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
         ),
         "<h2>Statistics</h2>",
         _table(
-            f"{100 * a.level:g}% case-bootstrap intervals ({a.n_boot} resamples, seed {a.seed})",
+            f"{100 * a.level:g}% case-bootstrap intervals ({a.n_boot} resamples, seed {a.seed}; test-case sampling "
+            "only, run-to-run variance not included)",
             ["Method"] + _METRIC_HEAD,
             [
                 [esc(label)] + [f"[{text.fmt(a.ci_lo[i, j])}, {text.fmt(a.ci_hi[i, j])}]" for j in range(6)]
@@ -71,6 +72,10 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
     families = [("the baseline " + esc(a.labels[a.baseline_index]), a.p_baseline)]
     if a.is_ladder:
         families.append(("the previous row", a.p_previous))
+    note = text.wilcoxon_note(a)
+    if note:
+        parts.append(f"<p><b>Paired tests.</b> {esc(note)}.</p>")
+        families = []
     for against, p in families:
         parts.append(
             _table(
@@ -79,6 +84,9 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
                 [[esc(label)] + [esc(text.fmt_p(p[i, j])) for j in range(6)] for i, label in enumerate(a.labels)],
             )
         )
+    lines = text.design_lines(a)
+    if lines:
+        parts.append(f"<p><b>Design.</b> {esc(' '.join(lines))}</p>")
     if a.effects is not None and not a.effects.empty:
         for kind in ("main", "interaction"):
             sub = a.effects[a.effects["kind"] == kind]
@@ -87,15 +95,8 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
             erows = []
             for name in dict.fromkeys(sub["effect"]):
                 r = sub[sub["effect"] == name].set_index("metric")
-                erows.append(
-                    [esc(name)]
-                    + [
-                        f"{text.fmt_signed(r.loc[metric_name(m), 'estimate'])} "
-                        f"[{text.fmt_signed(r.loc[metric_name(m), 'ci_lo'])}, "
-                        f"{text.fmt_signed(r.loc[metric_name(m), 'ci_hi'])}]"
-                        for m in METRICS
-                    ]
-                )
+                erows.append([esc(name)] + [esc(text.effect_cell(r.loc[metric_name(m)])) if metric_name(m) in r.index
+                                            else "n/a" for m in METRICS])
             parts.append(_table(text.effects_caption(a, MARKUP, kind), ["Trick"] + _METRIC_HEAD, erows))
     elif a.effects_note:
         parts.append(f"<p><b>Factorial effects.</b> {esc(a.effects_note)}.</p>")

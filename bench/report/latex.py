@@ -180,7 +180,8 @@ def stats_tables(a: Analysis) -> str:
     header = _metric_header() + ["Method & " + " & ".join(REGIONS + REGIONS) + r" \\"]
     cap = (
         f"{lvl} case-bootstrap intervals of the means of Table 1 ({a.n_boot} resamples of the test cases, seed "
-        f"{a.seed}; each case averaged over its replicates first)."
+        f"{a.seed}; each case averaged over its replicates first; test-case sampling only, run-to-run variance "
+        f"not included)."
     )
     lines, closing = _begin_table(n, _first_col(a.labels) + "c" * 6, cap, f"tab:{_slug(a.experiment)}-ci", header)
     for i, label in enumerate(a.labels):
@@ -194,6 +195,10 @@ def stats_tables(a: Analysis) -> str:
     families = [("baseline", a.p_baseline, f"the baseline {escape(a.labels[a.baseline_index])}")]
     if a.is_ladder:
         families.append(("previous", a.p_previous, "the previous row"))
+    note = text.wilcoxon_note(a)
+    if note:
+        out += rf"\paragraph{{Paired tests.}} {escape(note)}." + "\n\n"
+        families = []
     for kind, p, against in families:
         cap = (
             f"Holm-adjusted p-values of the two-sided paired Wilcoxon signed-rank test per case against {against} "
@@ -213,6 +218,9 @@ def stats_tables(a: Analysis) -> str:
 def effects(a: Analysis) -> str:
     """Main effects and two-way interactions (full factorial), Optuna importances, or a note saying why not."""
     parts: list[str] = []
+    lines_d = text.design_lines(a)
+    if lines_d:
+        parts.append(rf"\paragraph{{Design.}} {escape(' '.join(lines_d))}")
     if a.effects is not None and not a.effects.empty:
         header = _metric_header() + ["Trick & " + " & ".join(REGIONS + REGIONS) + r" \\"]
         for kind in ("main", "interaction"):
@@ -228,9 +236,15 @@ def effects(a: Analysis) -> str:
                 rows = sub[sub["effect"] == name].set_index("metric")
                 est, ci = [], []
                 for m in METRICS:
+                    if metric_name(m) not in rows.index:
+                        est.append("n/a")
+                        ci.append("")
+                        continue
                     r = rows.loc[metric_name(m)]
-                    est.append(text.fmt_signed(r["estimate"]))
-                    ci.append(rf"{{\scriptsize [{text.fmt_signed(r['ci_lo'])}, {text.fmt_signed(r['ci_hi'])}]}}")
+                    star = "*" if bool(r["significant"]) else ""
+                    est.append(text.fmt_signed(r["estimate"]) + star)
+                    tag = "" if bool(r["run_measured"]) else f" {text.CASES_ONLY_TAG}"
+                    ci.append(rf"{{\scriptsize [{text.fmt_signed(r['ci_lo'])}, {text.fmt_signed(r['ci_hi'])}]{tag}}}")
                 lines.append(_label(name) + " & " + " & ".join(est) + r" \\")
                 lines.append(" & " + " & ".join(ci) + r" \\[2pt]")
             lines += _end_table(len(names), closing, None)
@@ -253,7 +267,7 @@ def effects(a: Analysis) -> str:
         parts.append(
             r"\paragraph{Factorial effects.} The design of this experiment is "
             + escape(a.design)
-            + "; main effects and interactions are computed for full factorial designs only."
+            + "; main effects and interactions are computed for full and fractional factorial designs only."
         )
     return "\n\n".join(parts) + "\n"
 

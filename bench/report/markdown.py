@@ -63,11 +63,14 @@ def stats_tables(a: Analysis) -> str:
     ]
     out = (
         f"**Confidence intervals.** {lvl} case-bootstrap intervals of the Table 1 means ({a.n_boot} resamples, "
-        f"seed {a.seed}).\n\n{_table('Method', rows)}\n\n"
+        f"seed {a.seed}; test-case sampling only, run-to-run variance not included).\n\n{_table('Method', rows)}\n\n"
     )
     families = [("the baseline " + _esc(a.labels[a.baseline_index]), a.p_baseline)]
     if a.is_ladder:
         families.append(("the previous row", a.p_previous))
+    note = text.wilcoxon_note(a)
+    if note:
+        return out + f"**Paired tests.** {note}.\n\n"
     for against, p in families:
         rows = [[_esc(label)] + [text.fmt_p(p[i, j]) for j in range(6)] for i, label in enumerate(a.labels)]
         out += (
@@ -79,6 +82,9 @@ def stats_tables(a: Analysis) -> str:
 
 def effects(a: Analysis) -> str:
     out = []
+    lines = text.design_lines(a)
+    if lines:
+        out.append("**Design.** " + _esc(" ".join(lines)) + "\n")
     if a.effects is not None and not a.effects.empty:
         for kind, title in (("main", "Main effects"), ("interaction", "Two-way interactions")):
             sub = a.effects[a.effects["kind"] == kind]
@@ -87,15 +93,8 @@ def effects(a: Analysis) -> str:
             rows = []
             for name in dict.fromkeys(sub["effect"]):
                 r = sub[sub["effect"] == name].set_index("metric")
-                rows.append(
-                    [_esc(name)]
-                    + [
-                        f"{text.fmt_signed(r.loc[metric_name(m), 'estimate'])} "
-                        f"[{text.fmt_signed(r.loc[metric_name(m), 'ci_lo'])}, "
-                        f"{text.fmt_signed(r.loc[metric_name(m), 'ci_hi'])}]"
-                        for m in METRICS
-                    ]
-                )
+                rows.append([_esc(name)] + [text.effect_cell(r.loc[metric_name(m)]) if metric_name(m) in r.index
+                                            else "n/a" for m in METRICS])
             out.append(f"**{title}.** {text.effects_caption(a, MARKUP, kind)}\n\n{_table('Trick', rows)}\n")
     elif a.effects_note:
         out.append(f"**Factorial effects.** {a.effects_note}.\n")

@@ -112,7 +112,7 @@ def main_effects(a: Analysis, out_dir: Path) -> list[Path]:
             ax.set_yticks([])
         else:
             ax.set_yticks(y, names)
-    fig.suptitle(f"{a.experiment}: main effect of each trick (on minus off), {100 * a.level:g}% bootstrap interval")
+    fig.suptitle(f"{a.experiment}: main effect of each trick (on minus off), {100 * a.level:g}% interval")
     return _save(fig, out_dir, "main_effects")
 
 
@@ -159,7 +159,8 @@ def learning_curves(a: Analysis, curves: pd.DataFrame, out_dir: Path) -> list[Pa
 
 CAPTIONS = {
     "dice_boxplot": "Per-case Dice by configuration and region (each case averaged over its replicates).",
-    "main_effects": "Main effect of each trick (mean with it on minus off) with case-bootstrap intervals.",
+    "main_effects": "Main effect of each trick (mean with it on minus off) with the effects table's intervals "
+                    "(test cases + runs when several runs per configuration, test cases only otherwise).",
     "learning_curves": "Training loss and validation Dice per epoch, averaged over the cells of each configuration.",
 }
 

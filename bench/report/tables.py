@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis import tests as stats
 from bench.errors import StoreError
-from bench.report import stats
 
 __all__ = [
     "REGIONS",
@@ -97,7 +97,10 @@ class Analysis:
     n_evaluations: int  # case x region x replicate evaluations over all configurations
     case_values: dict[tuple[str, str], np.ndarray]  # metric -> (n_configurations, n_cases) per-case means
     case_ids: list[str]
-    effects: pd.DataFrame | None = None  # columns: effect, kind, factors, metric, estimate, ci_lo, ci_hi
+    #: bench.analysis.factorial.factorial_effects columns: effect, kind, aliased, metric, estimate, ci_lo,
+    #: ci_hi (t-interval), boot_lo/boot_hi, p/p_holm, run_measured, significant, covers...
+    effects: pd.DataFrame | None = None
+    design_info: dict[str, Any] | None = None  # a fractional design's describe(): generators, aliases
     effects_note: str | None = None
     importances: pd.DataFrame | None = None  # columns: parameter, importance
     importances_note: str | None = None
@@ -106,6 +109,19 @@ class Analysis:
     level: float = 0.95
     n_boot: int = 2000
     seed: int = 0
+
+    @property
+    def min_cases(self) -> int:
+        """The fewest test cases any configuration with results has (what the paired tests run on)."""
+        n = [int(c) for c in self.n_cases if c > 0]
+        return min(n) if n else 0
+
+    @property
+    def wilcoxon_reachable(self) -> bool:
+        """Whether a signed-rank test on these cases can reach p < alpha at all (2/2^n < alpha)."""
+        from bench.analysis.tests import wilcoxon_can_reach
+
+        return wilcoxon_can_reach(self.min_cases, self.alpha)
 
     @property
     def is_ladder(self) -> bool:
@@ -354,7 +370,7 @@ def analyse(
         seed=seed,
     )
     analysis.refused = refused
-    _factorial(analysis, data, weights)
+    _factorial(analysis, data)
     return analysis
 
 
@@ -371,41 +387,64 @@ def _table2(values: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(cols, index=list(TABLE2_STATS))
 
 
-def _factorial(a: Analysis, data: ReportData, weights: np.ndarray) -> None:
-    """Main effects and two-way interactions when the configurations form a complete two-level factorial."""
-    if a.design != "full":
-        return
+def _design_effects(a: Analysis, data: ReportData) -> tuple[list[Any], list[str], Any] | None:
+    """The factors and estimable effects of a two-level design, or None with ``a.effects_note`` set."""
+    from bench.analysis.factorial import EffectSpec, effect_specs
+
     factors = [str(f) for f in (data.record.get("factors") or [])]
     if not factors:
         factors = sorted({k for t in a.toggles for k in t})
     if not factors:
         a.effects_note = "no factors recorded: main effects need the toggles of every configuration"
+        return None
+    if a.design == "full":
+        return factors, effect_specs(factors), None
+    spec_text = data.record.get("spec")
+    try:
+        from bench.design import get_design
+        from bench.runner.spec import parse_spec
+
+        design = get_design(parse_spec(str(spec_text), "<stored spec>", check_data=False))
+        info = design.describe()
+    except Exception as exc:  # noqa: BLE001 - a stored spec this version cannot read: say so, keep the report
+        a.effects_note = f"the stored spec of this fractional design cannot be read ({exc})"
+        return None
+    specs = [EffectSpec(e["name"], tuple(e["factors"]), e["kind"], bool(e["aliased"])) for e in info["estimable"]]
+    return factors, specs, info
+
+
+def _factorial(a: Analysis, data: ReportData) -> None:
+    """Main effects and two-way interactions (alias sums in a fraction) when the configurations form the
+    complete two-level design, with intervals that include run variance when it is measured."""
+    from bench.analysis.factorial import factorial_effects
+
+    if a.design not in ("full", "fractional"):
         return
+    found = _design_effects(a, data)
+    if found is None:
+        return
+    factors, specs, info = found
+    a.design_info = info
     rows = [i for i in range(len(a.labels)) if a.has_data(i)]
     combos = {tuple(a.toggles[i].get(f, 0) for f in factors): i for i in rows}
-    missing = [c for c in itertools.product((0, 1), repeat=len(factors)) if c not in combos]
+    if a.design == "full":
+        wanted = list(itertools.product((0, 1), repeat=len(factors)))
+    else:
+        wanted = [tuple(a.toggles[i].get(f, 0) for f in factors) for i in range(len(a.labels))]
+    missing = [c for c in wanted if c not in combos]
     if missing:
         shown = ["+".join(f for f, v in zip(factors, c) if v) or "(none)" for c in missing[:8]]
         a.effects_note = (
-            f"main effects are not computed: {len(missing)} of {2 ** len(factors)} combinations of "
+            f"main effects are not computed: {len(missing)} of {len(wanted)} combinations of "
             f"{', '.join(factors)} have no results ({', '.join(shown)}{', ...' if len(missing) > 8 else ''})"
         )
         return
-    order = [combos[c] for c in itertools.product((0, 1), repeat=len(factors))]
-    toggles = np.array([[a.toggles[i].get(f, 0) for f in factors] for i in order])
-    contrasts = stats.factorial_contrasts(toggles, factors)
-    out = []
-    for m in METRICS:
-        est, lo, hi = stats.contrast_estimates(a.case_values[m][order], contrasts, weights, a.level)
-        for c, e, low, high in zip(contrasts, est, lo, hi):
-            out.append(
-                {
-                    "effect": c.name,
-                    "kind": "main" if len(c.factors) == 1 else "interaction",
-                    "metric": metric_name(m),
-                    "estimate": float(e),
-                    "ci_lo": float(low),
-                    "ci_hi": float(high),
-                }
-            )
-    a.effects = pd.DataFrame(out)
+    order = [combos[c] for c in dict.fromkeys(wanted)]
+    cm = data.case_metrics
+    cm = cm[cm["region"].isin(REGIONS)]
+    columns = [(m[0], m[1], metric_name(m)) for m in METRICS]
+    a.effects = factorial_effects(cm, [a.configuration_ids[i] for i in order], [a.toggles[i] for i in order],
+                                  factors, specs, columns, level=a.level, n_boot=a.n_boot, seed=a.seed)
+    if a.effects.empty:
+        a.effects = None
+        a.effects_note = "effects are not computed: no test case was evaluated in every run of every configuration"

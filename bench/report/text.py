@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.atomic import atomic_write_bytes
 from bench.report.tables import HD95_PENALTY, REGIONS, Analysis
@@ -23,6 +24,10 @@ __all__ = [
     "table1_footnote",
     "table2_caption",
     "effects_caption",
+    "effect_cell",
+    "wilcoxon_note",
+    "design_lines",
+    "CASES_ONLY_TAG",
     "write_text_atomic",
     "write_bytes_atomic",
     "DECIMALS",
@@ -117,7 +122,7 @@ def table2_caption(a: Analysis, m: Markup) -> str:
 
 
 def effects_caption(a: Analysis, m: Markup, kind: str) -> str:
-    lvl = m.esc(f"{100 * a.level:g}%")
+    lvl = f"{100 * a.level:g}%"
     if kind == "main":
         what = "Main effect of each trick: mean with the trick on minus mean with it off"
     else:
@@ -125,11 +130,73 @@ def effects_caption(a: Analysis, m: Markup, kind: str) -> str:
             "Two-way interactions: mean where both tricks are on or both off minus mean where exactly one is on, "
             "halved: (y(on,on) - y(off,on) - y(on,off) + y(off,off)) / 2"
         )
+    design = "full factorial" if a.design == "full" else "fractional factorial"
+    eff = a.effects
+    measured = eff is not None and bool(eff["run_measured"].all())
+    if measured:
+        cover = (
+            f"in brackets the {lvl} interval covering test-case sampling and run-to-run variance (seed/fold): "
+            f"SE^2 = s_d^2/C + s_run,A^2/S_A + s_run,B^2/S_B with Satterthwaite degrees of freedom; "
+            f"* marks an effect whose Holm-adjusted p (within each column) is below {a.alpha:g}"
+        )
+    else:
+        cover = (
+            f"in brackets the {lvl} interval of test-case sampling only (s_d^2/C): with one run per "
+            f"configuration the run-to-run variance is not measured, each such interval is tagged "
+            f"'{CASES_ONLY_TAG}', and no effect is marked significant"
+        )
+    alias = ""
+    if eff is not None and bool(eff["aliased"].any()):
+        alias = ("; a row named 'a + b x c' is an alias sum: the design cannot tell its terms apart, it estimates "
+                 "their sum")
     return (
-        f"{what}, over all configurations of the full factorial design of {m.esc(a.experiment)}; in brackets the "
-        f"{lvl} case-bootstrap interval ({a.n_boot} resamples, seed {a.seed}). "
+        f"{what}, over all configurations of the {design} design of {m.esc(a.experiment)}; {m.esc(cover)}{m.esc(alias)}. "
+        f"Two-way bootstrap over runs and cases in the CSV ({a.n_boot} resamples). "
         f"Positive is better for Dice, negative is better for HD95 (mm)."
     )
+
+
+CASES_ONLY_TAG = "cases only"
+
+
+def effect_cell(row: Any) -> str:
+    """``+0.123 [+0.050, +0.200]`` plus ``*`` when significant, or the case-only tag next to the interval."""
+    out = f"{fmt_signed(row['estimate'])} [{fmt_signed(row['ci_lo'])}, {fmt_signed(row['ci_hi'])}]"
+    if not bool(row["run_measured"]):
+        return out + f" ({CASES_ONLY_TAG})"
+    return out + ("*" if bool(row["significant"]) else "")
+
+
+def wilcoxon_note(a: Analysis) -> str | None:
+    """With fewer than about 6 cases the signed-rank test cannot reach alpha: the sentence that replaces the
+    p-value tables (None when the test can reach it)."""
+    if a.wilcoxon_reachable or a.min_cases == 0:
+        return None
+    from bench.analysis.tests import wilcoxon_min_p
+
+    n = a.min_cases
+    return (
+        f"Paired tests are not shown: with {n} test case{'s' if n != 1 else ''} the smallest two-sided p-value a "
+        f"Wilcoxon signed-rank test can reach is 2/2^{n} = {wilcoxon_min_p(n):.3g}, so it cannot reach "
+        f"p < {a.alpha:g} whatever the data (at least 6 cases are needed)"
+    )
+
+
+def design_lines(a: Analysis) -> list[str]:
+    """A fractional design's description: design, generators, defining relation and alias chains."""
+    info = a.design_info
+    if not info:
+        return []
+    letters = ", ".join(f"{k} = {v}" for k, v in info["factors"].items())
+    out = [f"{info['design']} ({letters})."]
+    if info["generators"]:
+        out.append(f"Generators: {', '.join(info['generators'])}; defining relation {info['defining_relation']}.")
+    if info.get("foldover"):
+        out.append(f"With its foldover: {info['combined_runs']} runs, resolution {info['combined_resolution']}.")
+    chains = [c for c in info["alias_chains"] if "=" in c]
+    if chains:
+        out.append("Alias chains (up to three-factor terms): " + "; ".join(chains) + ".")
+    return out
 
 
 write_bytes_atomic = atomic_write_bytes  # the report layer's name for it

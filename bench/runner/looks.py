@@ -3,8 +3,8 @@
 The runner knows no design by name. A spec's design is adaptive when its class says so (``forward``) or when
 the spec has ``[replication]`` (the wrapper of :mod:`bench.design.adaptive` around the fixed design). For those:
 
-- :func:`initial_plan` turns the design's first cells into a :class:`~bench.runner.plan.Plan` (what
-  ``bench run`` registers), and :func:`record_initial` stores their stages as look 0;
+- the planner registers the design's first cells (``design.initial()``) and :func:`record_initial` stores
+  them as look 0;
 - :func:`take_look` is called by a worker that finds the queue empty: if every cell of the experiment is
   finished and the last look did not end the design, it builds :class:`~bench.design.Results` from the store,
   calls ``design.next``, and registers the new configurations and cells **in the same transaction** as the
@@ -22,33 +22,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bench.design import CellRequest, Design, Results, RowRequest, design_class
+from bench.design import CellRequest, Design, Results, design_class
 from bench.errors import SpecError
 
 if TYPE_CHECKING:
-    from bench.runner.plan import Plan
     from bench.runner.spec import Spec
 
-__all__ = ["is_adaptive", "design_for", "initial_plan", "record_initial", "take_look", "pending", "results",
-           "decisions", "stages"]
+__all__ = ["is_adaptive", "design_for", "record_initial", "take_look", "pending", "results", "decisions",
+           "status_lines"]
 
 log = logging.getLogger(__name__)
 
 _FINISHED = ("done", "failed", "skipped", "pruned")
-
-
-class PlanDesign(Design):
-    """The rows of a fixed design as the planner makes them (full, ladder, list), for the replication wrapper."""
-
-    name = "plan"
-    whole_replicates = False
-
-    def initial(self) -> list[CellRequest]:
-        from bench.runner.plan import fixed_plan
-
-        p = fixed_plan(self.spec)
-        return [CellRequest(RowRequest(c.configuration.label, c.configuration.tricks, c.configuration.params),
-                            c.fold, c.seed) for c in p.cells]
 
 
 def _registered_class(spec: Spec) -> type[Design] | None:
@@ -67,10 +52,9 @@ def is_adaptive(spec: Spec) -> bool:
 
 
 def design_for(spec: Spec) -> Design:
-    """The design object the runner drives: the registered design (or the planner's rows), wrapped in
-    adaptive replication when the spec has ``[replication]``."""
-    cls = _registered_class(spec)
-    inner: Design = cls(spec) if cls is not None else PlanDesign(spec)
+    """The design object the runner drives: the spec's registered design, wrapped in adaptive replication when
+    the spec has ``[replication]``."""
+    inner = design_class(spec.design)(spec)
     if spec.replication is not None:
         from bench.design.adaptive import Replication
 
@@ -87,17 +71,6 @@ def _configurations(spec: Spec, requests: list[CellRequest], start: int = 0) -> 
             out[r.row.label] = configuration_for(spec, r.row.label, start + len(out), list(r.row.tricks),
                                                  dict(r.row.params))
     return out
-
-
-def initial_plan(spec: Spec) -> Plan:
-    """The plan of an adaptive design's first look (``design.initial()``)."""
-    from bench.runner.plan import Plan, PlannedCell
-
-    reqs = design_for(spec).initial()
-    confs = _configurations(spec, reqs)
-    keys = dict.fromkeys((r.row.label, r.fold, r.seed) for r in reqs)
-    cells = tuple(PlannedCell(confs[label], fold, seed) for label, fold, seed in keys)
-    return Plan(spec, tuple(confs.values()), cells)
 
 
 def _experiment_id(s: Any, name: str) -> int | None:
@@ -135,32 +108,14 @@ def record_initial(store: Any, spec: Spec) -> None:
         pass  # another launch recorded it
 
 
-def stages(store: Any, experiment: str) -> dict[int, str]:
-    """cell_id -> stage, from the looks that registered the cells."""
-    from bench.store.models import Look
-
-    with store.session() as s:
-        exp_id = _experiment_id(s, experiment)
-        rows = s.scalars(select(Look.cells).where(Look.experiment_id == exp_id).order_by(Look.look)).all()
-    out: dict[int, str] = {}
-    for cells in rows:
-        for cid, stage in cells or []:
-            out.setdefault(int(cid), str(stage))
-    return out
-
-
 def results(store: Any, experiment: str) -> Results:
     """The experiment's cells (with ``stage`` and ``toggles``) and per-case metrics (with ``stage``)."""
     from bench.store import queries as q
 
     cells = q.cells(store, experiment)
     confs = q.configurations(store, experiment).set_index("configuration_id")["toggles"].to_dict()
-    st = stages(store, experiment)
-    cells["stage"] = [st.get(int(c), "main") for c in cells["cell_id"]]
     cells["toggles"] = [confs.get(c, {}) for c in cells["configuration_id"]]
-    metrics = q.case_metrics(store, experiment)
-    metrics["stage"] = [st.get(int(c), "main") for c in metrics["cell_id"]]
-    return Results(cells, metrics)
+    return Results(cells, q.case_metrics(store, experiment))
 
 
 def decisions(design: Design, res: Results) -> list[dict[str, Any]]:
@@ -270,7 +225,8 @@ def _register(s: Any, spec: Spec, exp_id: int, requests: list[CellRequest]) -> l
         if key not in have:
             refused = confs[r.row.label].refused
             cell = Cell(experiment_id=exp_id, configuration_id=key[0], fold=r.fold, seed=r.seed,
-                        state="skipped" if refused else "queued", error=refused, packages={}, attempts=0)
+                        state="skipped" if refused else "queued", error=refused, packages={}, attempts=0,
+                        stage=r.stage)
             s.add(cell)
             s.flush()
             have[key] = cell.id

@@ -1,6 +1,7 @@
 """Planning: a spec becomes configurations (rows) and cells (configuration x fold x seed).
 
-Configurations are identified by their resolved trick stack (names + parameters with defaults filled in), so
+The design (``bench.design``) says which configurations and cells; this module resolves them. Configurations
+are identified by their resolved trick stack (names + parameters with defaults filled in), so
 re-running an extended spec finds the existing rows and adds only new ones. A full grid keeps the
 combinations the registry refuses as refused configurations (their cells are stored as ``skipped`` with the
 reason); a ladder or list row that is refused was already rejected by spec validation.
@@ -11,7 +12,6 @@ Training keys need the data fingerprint, so :func:`training_plan` runs after the
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +19,7 @@ from typing import Any
 from bench.errors import BenchError, SpecError
 from bench.runner.spec import Spec
 
-__all__ = ["PlannedConfiguration", "PlannedCell", "Plan", "plan", "fixed_plan", "training_plan",
-           "configuration_for"]
+__all__ = ["PlannedConfiguration", "PlannedCell", "Plan", "plan", "training_plan", "configuration_for"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,7 @@ class PlannedCell:
     configuration: PlannedConfiguration
     fold: int
     seed: int
+    stage: str = "main"  # the part of the design the cell belongs to (bench.design.CellRequest.stage)
 
     @property
     def label(self) -> str:
@@ -81,51 +81,32 @@ def configuration_for(spec: Spec, label: str, position: int, tricks: list[str],
     return PlannedConfiguration(label, position, tuple(tricks), toggles, stack.to_dict(), config_hash(stack.items()))
 
 
-def _rows(spec: Spec) -> list[tuple[str, list[str], dict[str, dict[str, Any]]]]:
-    fixed = list(spec.fixed)
-    if spec.design == "full":
-        out = []
-        k = len(spec.factors)
-        for i in range(2 ** k):
-            on = [f for j, f in enumerate(spec.factors) if i >> j & 1]
-            out.append((spec.row_label(on), fixed + on, spec.params))
-        return out
-    if spec.design == "ladder":
-        out = [(spec.baseline_label, list(fixed), spec.params)]
-        for n in range(1, len(spec.factors) + 1):
-            on = list(spec.factors[:n])
-            out.append((spec.row_label(on), fixed + on, spec.params))
-        return out
-    if spec.design == "list":
-        return [(r.label, fixed + [t for t in r.tricks if t not in fixed], {**spec.params, **r.params})
-                for r in spec.rows]
-    return []  # optuna: configurations are created by the sampler, trial by trial
-
-
 def plan(spec: Spec) -> Plan:
-    """All configurations and cells of a spec, in design order (configurations outer, then fold, then seed).
+    """All configurations and cells of a spec, in the design's order (for a fixed design: configurations outer,
+    then fold, then seed). The design (:mod:`bench.design`) says which cells; this turns them into resolved
+    configurations, keeping each cell's stage. For an adaptive design (``[replication]``, ``design =
+    "forward"``) these are the cells of its first look; the runner adds the others look by look
+    (:mod:`bench.runner.looks`)."""
+    from bench.runner.looks import design_for
 
-    For an adaptive design (``[replication]``, ``design = "forward"``): the cells of its first look; the
-    runner adds the others look by look (:mod:`bench.runner.looks`)."""
-    from bench.runner.looks import initial_plan, is_adaptive
-
-    if is_adaptive(spec):
-        return initial_plan(spec)
-    return fixed_plan(spec)
-
-
-def fixed_plan(spec: Spec) -> Plan:
-    """Every configuration and cell of a fixed design (the spec's folds x seeds)."""
-    confs = [configuration_for(spec, label, i, tricks, params) for i, (label, tricks, params) in
-             enumerate(_rows(spec))]
+    requests = design_for(spec).initial()
+    by_row: dict[tuple[str, tuple[str, ...], str], PlannedConfiguration] = {}
+    confs: list[PlannedConfiguration] = []
+    cells: list[PlannedCell] = []
     seen: dict[str, str] = {}
-    for c in confs:
-        if c.config_hash in seen:
-            raise SpecError(f"{spec.source}: rows {seen[c.config_hash]!r} and {c.label!r} are the same "
-                             "configuration")
-        seen[c.config_hash] = c.label
-    cells = tuple(PlannedCell(c, fold, seed) for c in confs for fold, seed in itertools.product(spec.folds, spec.seeds))
-    return Plan(spec, tuple(confs), cells)
+    for req in requests:
+        key = (req.row.label, req.row.tricks, json.dumps(req.row.params, sort_keys=True, default=str))
+        conf = by_row.get(key)
+        if conf is None:
+            conf = configuration_for(spec, req.row.label, len(confs), list(req.row.tricks), req.row.params)
+            if conf.config_hash in seen:
+                raise SpecError(f"{spec.source}: rows {seen[conf.config_hash]!r} and {conf.label!r} are the same "
+                                "configuration")
+            seen[conf.config_hash] = conf.label
+            by_row[key] = conf
+            confs.append(conf)
+        cells.append(PlannedCell(conf, req.fold, req.seed, req.stage))
+    return Plan(spec, tuple(confs), tuple(cells))
 
 
 def training_plan(spec: Spec, conf: PlannedConfiguration, fold: int, seed: int, fingerprint: str,

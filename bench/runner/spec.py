@@ -9,7 +9,11 @@ and a design:
 - ``ladder``: cumulative rows in factor order, like the paper's Table 1 (``BL``, ``BL+warmup``, ...);
 - ``list``: explicit ``[[rows]]`` with a ``label``, ``tricks`` and optional ``params``;
 - ``optuna``: a search (``[optuna]`` trials, sampler, pruner) over the factors' toggles and the parameters of
-  the enabled tricks.
+  the enabled tricks;
+- ``fractional``: a two-level fraction 2^(k-p) of 3-11 factors, chosen by ``resolution = 3 | 4 | 5`` or
+  ``runs = N``, with ``foldover = true`` adding the mirror fraction as a second stage.
+
+The accepted designs are those registered in :mod:`bench.design`.
 
 :func:`load_spec` reads a file (or the packaged spec of that name), :func:`parse_spec` checks a text. Every
 problem raises :class:`bench.errors.SpecError` naming the file and the key, with the closest valid key for a
@@ -46,9 +50,17 @@ __all__ = [
     "packaged_specs",
     "DESIGNS",
     "OBJECTIVES",
+    "FractionalSpec",
 ]
 
-DESIGNS = ("full", "ladder", "list", "optuna", "forward")
+
+def _designs() -> tuple[str, ...]:
+    from bench.design import list_designs
+
+    return tuple(list_designs())
+
+
+DESIGNS = _designs()
 OBJECTIVES = ("mean_val_dice", "val_dice_et", "val_dice_tc", "val_dice_wt")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none", "hyperband")
@@ -72,7 +84,11 @@ _TOP_KEYS = {
     "inference": "InferenceConfig fields",
     "optuna": "search settings",
     "replication": "adaptive replication: halfwidth, looks, max_seeds, margin, alpha",
+    "resolution": "fractional design: 3, 4 or 5 (the smallest fraction of at least that resolution)",
+    "runs": "fractional design: number of rows of the fraction (a power of 2)",
+    "foldover": "fractional design: true adds the mirror fraction as a second stage",
 }
+_FRACTIONAL_KEYS = ("resolution", "runs", "foldover")
 _DATA_KEYS = ("path", "synthetic", "format", "folds", "test_fraction", "split_seed", "spacing", "normalization",
               "test_cases")
 _SYNTH_KEYS = ("cases", "unlabeled", "shape", "seed", "format")
@@ -131,6 +147,15 @@ class ReplicationSpec:
 
 
 @dataclass(frozen=True)
+class FractionalSpec:
+    """Settings of ``design = "fractional"`` (top-level keys ``resolution``, ``runs``, ``foldover``)."""
+
+    resolution: int | None = None
+    runs: int | None = None
+    foldover: bool = False
+
+
+@dataclass(frozen=True)
 class Row:
     """One configuration row of a ladder or list design (a full grid's rows are made by the planner)."""
 
@@ -163,6 +188,7 @@ class Spec:
     optuna: OptunaSpec
     description: str = ""
     replication: ReplicationSpec | None = None
+    fractional: FractionalSpec = field(default_factory=FractionalSpec)
 
     @property
     def hash(self) -> str:
@@ -323,8 +349,9 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
         raise _err(source, f"name = {name!r}: required; letters, digits, '-', '_' and '.' only")
     design = raw.get("design", "full")
-    if design not in DESIGNS:
-        raise _err(source, f"design = {design!r} is not one of {', '.join(DESIGNS)}{_closest(str(design), DESIGNS)}")
+    designs = _designs()
+    if design not in designs:
+        raise _err(source, f"design = {design!r} is not one of {', '.join(designs)}{_closest(str(design), designs)}")
     baseline_label = _typed(source, "baseline_label", raw.get("baseline_label", "BL"), str, "a string")
     description = _typed(source, "description", raw.get("description", ""), str, "a string")
     objective = raw.get("objective", "mean_val_dice")
@@ -448,6 +475,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
             rows.append(Row(label, tricks, rparams))
     elif raw_rows is not None:
         raise _err(source, f"rows are only used by design = 'list' (this spec has design = {design!r})")
+    fractional = _fractional(source, raw, design, factors)
     if design in ("full", "ladder") and not factors:
         raise _err(source, f"design = {design!r} needs a non-empty factors list")
     if design == "full" and len(factors) > 10:
@@ -467,7 +495,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         name=name, source=source, text=text, design=design, baseline_label=baseline_label, folds=folds,
         seeds=seeds, objective=objective, fixed=fixed, factors=factors, labels=dict(labels), params=params,
         rows=tuple(rows), data=data, model=model, train=train, inference=inference, optuna=opt,
-        description=description, replication=replication,
+        description=description, replication=replication, fractional=fractional,
     )
     _check_rows(spec)
     return spec
@@ -505,6 +533,28 @@ def _replication(source: str, raw: dict[str, Any], design: str) -> ReplicationSp
     return out
 
 
+def _fractional(source: str, raw: dict[str, Any], design: str, factors: tuple[str, ...]) -> FractionalSpec:
+    given = [k for k in _FRACTIONAL_KEYS if k in raw]
+    if design != "fractional":
+        if given:
+            raise _err(source, f"{given[0]} is only used by design = 'fractional' (this spec has design = {design!r})")
+        return FractionalSpec()
+    if not 3 <= len(factors) <= 11:
+        raise _err(source, f"factors: design = 'fractional' needs 3 to 11 factors, got {len(factors)}")
+    if "resolution" in raw and "runs" in raw:
+        raise _err(source, "resolution and runs both set: give one (resolution = 3, 4 or 5, or runs = N)")
+    resolution = raw.get("resolution")
+    if resolution is not None and (isinstance(resolution, bool) or resolution not in (3, 4, 5)):
+        raise _err(source, f"resolution = {resolution!r} must be 3, 4 or 5")
+    runs = raw.get("runs")
+    if runs is not None:
+        runs = _typed(source, "runs", runs, int, "an integer (a power of 2)")
+    if resolution is None and runs is None:
+        resolution = 4
+    fold = _typed(source, "foldover", raw.get("foldover", False), bool, "true or false")
+    return FractionalSpec(resolution, runs, fold)
+
+
 def _check_rows(spec: Spec) -> None:
     """Rows a user wrote (ladder steps, list rows, the fixed set) must resolve; full grids only record refusals."""
     src = spec.source
@@ -523,9 +573,13 @@ def _check_rows(spec: Spec) -> None:
             merged = {**spec.params, **r.params}
             _resolve_row(src, f"row {r.label!r}", list(spec.fixed) + [t for t in r.tricks if t not in spec.fixed],
                          merged)
-    elif spec.design in ("full", "optuna", "forward"):
+    elif spec.design in ("full", "optuna", "fractional", "forward"):
         for t in spec.factors:  # each factor alone on top of the fixed set must work
             _resolve_row(src, f"factor {t!r}", list(spec.fixed) + [t], spec.params)
+    if spec.design == "fractional":  # the table's fraction must exist and no factor pair may conflict
+        from bench.design import get_design
+
+        get_design(spec)
 
 
 def packaged_specs() -> dict[str, Any]:

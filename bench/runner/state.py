@@ -134,8 +134,8 @@ def check_extension(store: ResultsStore, spec: Any) -> None:
         if exp is None:
             return
         diffs = _same_core(exp.spec_toml, spec)
-        if exp.design != spec.design and not (exp.design in ("full", "ladder", "list")
-                                              and spec.design in ("full", "ladder", "list")):
+        if exp.design != spec.design and not (exp.design in ("full", "ladder", "list", "fractional")
+                                              and spec.design in ("full", "ladder", "list", "fractional")):
             diffs.append(f"design: {exp.design!r} -> {spec.design!r}")
     if diffs:
         raise SpecError(
@@ -204,7 +204,8 @@ def _register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tup
             if cell is None:
                 refused = pcell.configuration.refused
                 cell = Cell(experiment_id=exp.id, configuration_id=cid, fold=pcell.fold, seed=pcell.seed,
-                            state="skipped" if refused else "queued", error=refused, packages={}, attempts=0)
+                            state="skipped" if refused else "queued", error=refused, packages={}, attempts=0,
+                            stage=pcell.stage)
                 s.add(cell)
                 s.flush()
             out.append((cell.id, cell.state))

@@ -137,6 +137,8 @@ class Cell(Base):
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: the part of the design the cell belongs to ("main", "foldover", "look-2"...): bench.design.CellRequest
+    stage: Mapped[str] = mapped_column(String(40), default="main", server_default="main")
 
     experiment: Mapped[Experiment] = relationship(back_populates="cells")
     configuration: Mapped[Configuration] = relationship(back_populates="cells")

@@ -41,11 +41,11 @@ UrlLike = str | os.PathLike[str] | Engine | ResultsStore
 _CELL_COLUMNS = [
     "cell_id", "configuration_id", "label", "position", "fold", "seed", "state", "device", "training_key",
     "train_seconds", "eval_seconds", "objective", "started_at", "finished_at", "error", "git_commit", "packages",
-    "mlflow_run_id", "worker", "attempts",
+    "mlflow_run_id", "worker", "attempts", "stage",
 ]
 _METRIC_COLUMNS = [
     "cell_id", "configuration_id", "label", "position", "fold", "seed", "case_id", "region", "dice", "hd95",
-    "sensitivity", "specificity", "penalty",
+    "sensitivity", "specificity", "penalty", "stage",
 ]
 _CURVE_COLUMNS = [
     "cell_id", "label", "position", "fold", "seed", "training_key", "epoch", "iteration", "train_loss", "lr",
@@ -185,6 +185,7 @@ def cells(url: UrlLike, experiment: str) -> pd.DataFrame:
                 "objective": c.objective, "started_at": c.started_at, "finished_at": c.finished_at,
                 "error": c.error, "git_commit": c.git_commit, "packages": dict(c.packages or {}),
                 "mlflow_run_id": c.mlflow_run_id, "worker": c.worker, "attempts": c.attempts,
+                "stage": c.stage,
             }
             for c, label, pos in result
         ]
@@ -199,7 +200,7 @@ def case_metrics(url: UrlLike, experiment: str, *, only_done: bool = True) -> pd
     stmt = (
         select(CaseMetric.cell_id, Cell.configuration_id, Configuration.label, Configuration.position, Cell.fold,
                Cell.seed, CaseMetric.case_id, CaseMetric.region, CaseMetric.dice, CaseMetric.hd95,
-               CaseMetric.sensitivity, CaseMetric.specificity, CaseMetric.penalty)
+               CaseMetric.sensitivity, CaseMetric.specificity, CaseMetric.penalty, Cell.stage)
         .join(Cell, CaseMetric.cell_id == Cell.id)
         .join(Configuration, Cell.configuration_id == Configuration.id)
         .where(Cell.experiment_id == eid)

@@ -1,4 +1,4 @@
-"""Statistics behind the report: paired Wilcoxon tests, Holm correction, case bootstrap, factorial effects.
+"""Tests and case-sampling intervals: paired Wilcoxon, Holm correction, case bootstrap, factorial contrasts.
 
 Everything here works on plain numpy arrays so it is fast and easy to test:
 
@@ -31,6 +31,8 @@ __all__ = [
     "Contrast",
     "factorial_contrasts",
     "contrast_estimates",
+    "wilcoxon_min_p",
+    "wilcoxon_can_reach",
 ]
 
 
@@ -50,6 +52,17 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
     res[order] = adjusted
     out[ok] = res
     return out
+
+
+def wilcoxon_min_p(n: int) -> float:
+    """The smallest two-sided p-value a signed-rank test can give with ``n`` non-zero paired differences:
+    every difference of one sign, exact null distribution, ``2 / 2**n`` (0.25 for 3 cases)."""
+    return min(1.0, 2.0 / 2.0**n) if n > 0 else 1.0
+
+
+def wilcoxon_can_reach(n: int, alpha: float = 0.05) -> bool:
+    """Whether a two-sided signed-rank test on ``n`` cases can reach ``p < alpha`` at all (n >= 6 for 0.05)."""
+    return wilcoxon_min_p(n) < alpha
 
 
 def _group_matrix(groups: np.ndarray, n_cases: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The statistics of the report against hand computations and scipy (no database)."""
+"""Tests and case-bootstrap intervals of bench.analysis against hand computations and scipy (no database)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench.report import stats
+from bench.analysis import tests as stats
 
 
 def test_holm_matches_hand_computation_and_keeps_nan():
@@ -73,3 +73,10 @@ def test_factorial_contrasts_of_a_2x2_design_by_hand():
     assert est[2] == pytest.approx(((10 - 2) - (3 - 1)) / 2)  # interaction: 3
     np.testing.assert_allclose(lo, est)
     np.testing.assert_allclose(hi, est)
+
+
+def test_wilcoxon_min_p_is_the_exact_floor():
+    assert stats.wilcoxon_min_p(3) == pytest.approx(0.25)
+    for n in (3, 5, 6, 8):  # all differences positive: the most extreme outcome
+        assert sps.wilcoxon(np.arange(1.0, n + 1)).pvalue == pytest.approx(stats.wilcoxon_min_p(n))
+    assert not stats.wilcoxon_can_reach(5) and stats.wilcoxon_can_reach(6)

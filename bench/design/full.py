@@ -1,0 +1,33 @@
+"""``design = "full"``: every combination of the factors (2^k rows), each with every fold and seed.
+
+Combinations the trick registry refuses stay in the design; the planner keeps them as refused rows whose
+cells are stored as skipped, so the grid's shape is visible in the report.
+"""
+
+from __future__ import annotations
+
+from bench.design import register
+from bench.design._base import CellRequest, Design, RowRequest
+
+__all__ = ["FullDesign", "cells_for"]
+
+
+def cells_for(spec: object, rows: list[RowRequest], stage: str = "main") -> list[CellRequest]:
+    """Every row with every fold and seed of the spec (rows outer, then fold, then seed)."""
+    return [CellRequest(r, fold, seed, stage) for r in rows for fold in spec.folds for seed in spec.seeds]  # type: ignore[attr-defined]
+
+
+@register
+class FullDesign(Design):
+    name = "full"
+
+    def rows(self) -> list[RowRequest]:
+        spec = self.spec
+        out = []
+        for i in range(2 ** len(spec.factors)):
+            on = [f for j, f in enumerate(spec.factors) if i >> j & 1]
+            out.append(RowRequest(spec.row_label(on), tuple(spec.fixed) + tuple(on), dict(spec.params)))
+        return out
+
+    def initial(self) -> list[CellRequest]:
+        return cells_for(self.spec, self.rows())
