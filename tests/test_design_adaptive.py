@@ -223,3 +223,54 @@ def test_forward_report_uses_confirmation_runs_only():
     sel = selection_frame(rep)
     assert list(sel[sel["outcome"] == "added"]["configuration"]) == ["BL+warmup", "BL+warmup+model_fusion"]
     assert list(sel[sel["stage"].str.startswith("confirm")]["outcome"]) == ["failed", "not tested"]
+
+
+FRACTIONAL = """
+name = "fr"
+design = "fractional"
+factors = ["warmup", "patch_fusion", "model_fusion", "self_ensemble"]
+resolution = 4
+folds = [0]
+seeds = [0, 1, 2]
+[data]
+path = "synthetic"
+[train]
+iterations = 4
+[replication]
+looks = [3, 5]
+max_seeds = 5
+"""
+
+
+def test_replication_of_a_fraction_adds_whole_replicates_of_main_effects():
+    from bench.runner.looks import design_for
+
+    sp = parse_spec(FRACTIONAL, "fr.toml", check_data=False)
+    rep = design_for(sp)
+    assert isinstance(rep, Replication) and rep.factorial
+    names = [n for n, _ in rep.comparisons()]
+    assert names == [f"main effect of {f}" for f in sp.factors]
+    w = dict(rep.comparisons())["main effect of warmup"]
+    assert sorted(w.values()) == [-0.25] * 4 + [0.25] * 4  # 8 runs, half with warmup on
+    sim = Sim({"warmup": 0.1, "patch_fusion": 0.001}, sd_run=0.01)
+    sim.run(rep.initial())
+    new = rep.next(sim.results())
+    assert len({c.row.label for c in new}) == 8 and {c.seed for c in new} == {3, 4}
+
+
+def test_bench_plan_shows_looks_and_ladder_steps(tmp_path, capsys):
+    import json
+
+    from bench.cli import main
+
+    f = tmp_path / "fr.toml"
+    f.write_text(FRACTIONAL)
+    assert main(["plan", str(f), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["cells"] == 8 * 3 and d["describe"]["replication looks"].startswith("3, 5 seeds")
+    assert "at most" in d["describe"] and "whole replicates" in d["describe"]["adds"]
+    g = tmp_path / "fwd.toml"
+    g.write_text(SPEC.format(design="forward", extra=""))
+    assert main(["plan", str(g)]) == 0
+    out = capsys.readouterr().out
+    assert "select-1: 4 configurations x 3 runs = 12 cells" in out and "fresh seeds [3, 4, 5]" in out

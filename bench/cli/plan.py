@@ -56,11 +56,11 @@ def _measured_speed(url: str, sqlite_path: Path | None) -> tuple[float, int] | N
 
 def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path | None = None) -> dict[str, Any]:
     """Everything ``bench plan`` prints, as one JSON-serialisable dict."""
-    from bench.design import get_design
+    from bench.runner.looks import design_for
     from bench.runner.plan import plan, training_plan
 
     p = plan(spec)
-    design = get_design(spec)
+    design = design_for(spec)  # with [replication]: the adaptive wrapper around the spec's design
     keys: set[str] = set()
     for cell in p.cells:
         if not cell.configuration.refused:

@@ -150,9 +150,18 @@ class Replication(Design):
 
     def describe(self) -> dict[str, Any]:
         rules = self.rules()
-        return {**self.inner.describe(), "replication": {
-            "looks": list(self.rep.looks), "max_seeds": self.rep.max_seeds, "halfwidth": self.rep.halfwidth,
-            "margin": self.rep.margin, "alpha": self.rep.alpha, "comparisons": [n for n, _ in self.comparisons()],
-            "interval_level": rules.level, "seeds": list(self.seeds),
-            "whole_replicates": self.factorial,
-        }}
+        comps = self.comparisons()
+        n_rows = len(self.rows())
+        n_folds = len(self.spec.folds)
+        return {**self.inner.describe(),
+                "replication looks": f"{', '.join(map(str, self.rep.looks))} seeds per configuration (seeds "
+                                     f"{', '.join(map(str, self.seeds))}); the cells above are the first look",
+                "stopping": f"a comparison is decided when its {100 * rules.level:.2f}% interval (1 - alpha/(m K), "
+                            f"m = {len(comps)}, K = {len(self.rep.looks)}) excludes 0, lies within "
+                            f"+/-{self.rep.margin:g}, is narrower than +/-{self.rep.halfwidth:g}, or reaches the "
+                            "test-set floor",
+                "adds": ("whole replicates (every row), keeping the design balanced" if self.factorial
+                         else "seeds only to the rows of undecided comparisons"),
+                "at most": f"{n_rows * n_folds * self.rep.max_seeds} cells ({n_rows} rows x {n_folds} folds x "
+                           f"{self.rep.max_seeds} seeds)",
+                "comparisons": [name for name, _ in comps]}

@@ -263,14 +263,22 @@ class Forward(Design):
 
     def describe(self) -> dict[str, Any]:
         k = len(self.spec.factors)
-        per_step = [k - i + (1 if i == 0 else 0) for i in range(k)]
         n_runs = len(self.spec.folds) * len(self.spec.seeds)
-        return {"forward": {
-            "candidates": list(self.spec.factors), "alpha": self.alpha, "selection_seeds": list(self.spec.seeds),
-            "confirmation_seeds": list(self.confirm_seeds), "folds": list(self.spec.folds),
-            "selection": "validation Dice on the CV folds, paired by fold and seed; Holm across candidates",
-            "confirmation": "test cases, fresh seeds, fixed sequence (stops at the first failure)",
-            "steps": [{"step": i + 1, "configurations": n, "cells": n * n_runs} for i, n in enumerate(per_step)],
-            "max_selection_cells": sum(per_step) * n_runs,
-            "max_confirmation_cells": (k + 1) * len(self.spec.folds) * len(self.confirm_seeds),
-        }}
+        per_step = [k - i + (1 if i == 0 else 0) for i in range(k)]
+        steps = [f"select-{i + 1}: {n} configurations x {n_runs} runs = {n * n_runs} cells"
+                 + (" (baseline + every candidate)" if i == 0 else f" (stack of {i} + each remaining candidate)")
+                 for i, n in enumerate(per_step)]
+        steps.append(f"confirm-0..confirm-J: the J+1 ladder rows x {len(self.spec.folds)} folds x "
+                     f"{len(self.confirm_seeds)} fresh seeds (at most {(k + 1) * len(self.spec.folds) * len(self.confirm_seeds)}"
+                     " cells)")
+        return {
+            "ladder steps": steps,
+            "selection": f"validation Dice on folds {list(self.spec.folds)} x seeds {list(self.spec.seeds)}, "
+                         f"paired by fold and seed, one-sided, Holm across the step's candidates at {self.alpha:g}; "
+                         "stops at the first step whose best candidate is not significant",
+            "confirmation": f"test cases, fresh seeds {list(self.confirm_seeds)}, one-sided at {self.alpha:g} as a "
+                            "fixed sequence (stops at the first step that fails); Table 1 from these runs only",
+            "at most": f"{sum(per_step) * n_runs} selection cells + "
+                       f"{(k + 1) * len(self.spec.folds) * len(self.confirm_seeds)} confirmation cells "
+                       "(the cells above are the first step)",
+        }
