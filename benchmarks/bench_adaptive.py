@@ -10,7 +10,7 @@ with a_c ~ N(0, sd_case) shared by every configuration, (ac)_rc ~ N(0, sd_int), 
 run; per configuration), e ~ N(0, sd_res), v ~ N(0, sd_val) (validation-set sampling of one run).
 
     python benchmarks/bench_adaptive.py adaptive --studies 500 --json benchmarks/adaptive.json
-    python benchmarks/bench_adaptive.py forward --studies 300 --json benchmarks/forward.json
+    python benchmarks/bench_adaptive.py forward --studies 200 --json benchmarks/forward.json
 
 Coverage is reported for three intervals of the final data: the nominal 95% one, the one at 1 - alpha/K (K
 looks: what bench reports for an adaptive comparison) and the decision interval at 1 - alpha/(m K).
@@ -33,7 +33,7 @@ from scipy import stats
 from bench.analysis.stopping import case_values, contrast_estimate
 from bench.design import CellRequest, Results, RowRequest
 from bench.design.adaptive import Replication
-from bench.design.forward import Forward
+from bench.design.forward import Forward, seeds_for_ladder
 from bench.runner.spec import parse_spec
 
 TRICKS = ["warmup", "patch_fusion", "model_fusion", "self_ensemble", "dense_blocks", "multitask",
@@ -58,7 +58,7 @@ class Model:
 class Simulator:
     """Finishes cell requests with draws from a :class:`Model`; keeps the Results a runner would build."""
 
-    def __init__(self, model: Model, rng: np.random.Generator):
+    def __init__(self, model: Model, rng: np.random.Generator, *, test_stages: tuple[str, ...] | None = None):
         self.m, self.rng = model, rng
         self.case = rng.normal(0.0, model.sd_case, model.cases)
         self.inter: dict[str, np.ndarray] = {}
@@ -66,6 +66,9 @@ class Simulator:
         self.metric_blocks: list[pd.DataFrame] = []
         self.have: set[tuple[str, int, int]] = set()
         self.case_ids = [f"c{i:03d}" for i in range(model.cases)]
+        # stages whose test metrics the design reads (None: all); the forward ladder never reads the test
+        # cases of its selection cells, so the simulation skips drawing them
+        self.test_stages = test_stages
 
     def _effect(self, tricks: tuple[str, ...], val: bool) -> float:
         eff = self.m.val_effects if (val and self.m.val_effects is not None) else self.m.effects
@@ -86,6 +89,8 @@ class Simulator:
             obj = 0.7 + self._effect(r.row.tricks, True) + b + self.rng.normal(0.0, self.m.sd_val)
             cid = len(self.cells) + 1
             self.cells.append((cid, lab, r.fold, r.seed, "done", obj, r.stage))
+            if self.test_stages is not None and not r.stage.startswith(self.test_stages):
+                continue
             y = (0.75 + self.case + self.inter[lab] + self._effect(r.row.tricks, False) + b
                  + self.rng.normal(0.0, self.m.sd_res, self.m.cases))
             self.metric_blocks.append(pd.DataFrame({
@@ -201,32 +206,20 @@ def bench_adaptive(studies: int, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- forward
 
 
-def forward_seeds(model: Model, k: int, delta: float, power: float, alpha: float = 0.05) -> int:
-    """Seeds per configuration so that a trick of +delta is selected among k candidates (Holm: alpha / k at
-    worst) and then confirmed (alpha, one-sided), each with probability sqrt(power)."""
-    z_p = stats.norm.ppf(math.sqrt(power))
-    sd_sel = math.sqrt(2 * (model.sd_run_default ** 2 + model.sd_val ** 2))  # paired run difference
-    sd_conf2 = (2 * model.sd_run_default ** 2, 2 * (model.sd_int ** 2 + model.sd_res ** 2) / model.cases)
-    for s in range(2, 200):
-        sel = stats.t.ppf(1 - alpha / k, s - 1) + z_p <= delta / (sd_sel / math.sqrt(s))
-        conf = stats.t.ppf(1 - alpha, s - 1) + z_p <= delta / math.sqrt(sd_conf2[0] / s + sd_conf2[1])
-        if sel and conf:
-            return s
-    raise ValueError("no budget reaches that power")
-
-
 def bench_forward(studies: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     k = len(TRICKS)
     null = Model({})
-    s = forward_seeds(null, k, 0.02, 0.8)
+    # the budget `bench plan --power 0.02` predicts for this ladder from a pilot's components (run, residual,
+    # interaction = variance of a per-case difference = 2 sd_int^2)
+    s = seeds_for_ladder(null.sd_run_default ** 2, null.sd_res ** 2, 2 * null.sd_int ** 2, null.cases, k, 0.02)
     out: dict[str, Any] = {"candidates": k, "seeds": s, "studies": studies}
     spec = _spec("forward", TRICKS, s)
     sel_any = conf_any = 0
     cells_null = []
     for _ in range(studies):
         fw = Forward(spec)
-        sim = Simulator(null, rng)
+        sim = Simulator(null, rng, test_stages=("confirm",))
         cells_null.append(drive(fw, sim))
         res = sim.results()
         sel_any += bool(fw.ladder(res))
@@ -238,7 +231,7 @@ def bench_forward(studies: int, seed: int) -> dict[str, Any]:
     gains_sel, gains_conf, cells_one = [], [], []
     for _ in range(studies):
         fw = Forward(spec)
-        sim = Simulator(one, rng)
+        sim = Simulator(one, rng, test_stages=("confirm",))
         cells_one.append(drive(fw, sim))
         res = sim.results()
         ladder = fw.ladder(res)

@@ -274,3 +274,22 @@ def test_bench_plan_shows_looks_and_ladder_steps(tmp_path, capsys):
     assert main(["plan", str(g)]) == 0
     out = capsys.readouterr().out
     assert "select-1: 4 configurations x 3 runs = 12 cells" in out and "fresh seeds [3, 4, 5]" in out
+
+
+def test_seeds_for_ladder_is_the_smallest_budget_meeting_both_stages():
+    import math
+
+    from scipy import stats
+
+    from bench.design.forward import seeds_for_ladder
+
+    s = seeds_for_ladder(1e-4, 0.0, 0.0, 40, 11, 0.02)
+    zp = stats.norm.ppf(math.sqrt(0.8))
+
+    def ok(n: int) -> bool:  # selection at alpha / 11 is the binding stage with no case variance
+        return stats.t.ppf(1 - 0.05 / 11, n - 1) + zp <= 0.02 / math.sqrt(2e-4 / n)
+
+    assert s == 11 and ok(s) and not ok(s - 1)
+    assert seeds_for_ladder(1e-4, 0.0, 0.0, 40, 11, 0.02, folds=2) < s  # two folds pair twice the runs
+    assert seeds_for_ladder(1e-4, 0.0, 0.0, 40, 2, 0.02) < s  # fewer candidates, milder Holm
+    assert seeds_for_ladder(1e-4, 0.0, 0.04, 40, 11, 0.02) is None  # below the test-set floor
