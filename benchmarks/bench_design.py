@@ -94,14 +94,39 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=400, help="two-way bootstrap resamples per interval (0: off)")
     ap.add_argument("--store-studies", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parts", default="coverage,one,width,store",
+                    help="comma-separated parts to run: coverage, one, width, store")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
+    settings = [("full", 4, None), ("fractional", 7, 4), ("fractional", 11, 4)]
+    if "coverage" in parts:
+        _coverage_part(args, settings, rng)
+    if "one" in parts:
+        print("\n## One seed per configuration\n")
+        for design, k, res in settings[:2]:
+            c = coverage(design, k, 1, args.studies, args.cases, 0, rng, res)
+            print(f"- {design} {k} factors: {100 * c['caveat']:.0f}% of {c['intervals']} intervals say run variance "
+                  f"is not measured; effects claimed significant: {100 * c['claimed']:.1f}%; case-only coverage "
+                  f"{100 * c['coverage']:.1f}%")
+    if "width" in parts:
+        _width_part(args, rng)
+    if "store" in parts and args.store_studies:
+        print("\n## Through the planner, store, queue and report analysis\n")
+        for seeds in (2, 1):
+            s = store_studies(args.store_studies, seeds, args.cases)
+            print(f"- 2^(4-1) IV, {seeds} seed(s): {s['studies']} studies, {s['intervals']} Dice main-effect "
+                  f"intervals, coverage {100 * s['coverage']:.1f}%, tagged 'cases only' {100 * s['case_only']:.0f}%, "
+                  f"{s['seconds_per_study']:.2f} s per study", flush=True)
+    print(f"\n(total {time.perf_counter() - t0:.0f} s on a shared 2-core machine)")
+
+
+def _coverage_part(args: argparse.Namespace, settings: list, rng: np.random.Generator) -> None:
     print(f"## Coverage of 95% intervals of the main effects ({args.studies} studies each, {args.cases} test "
           f"cases; sd_run 0.10, sd_case 0.15, sd_res 0.06)\n")
     print("| design | rows | seeds | intervals | t-interval coverage | two-way bootstrap coverage | mean width |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    settings = [("full", 4, None), ("fractional", 7, 4), ("fractional", 11, 4)]
     for design, k, res in settings:
         for seeds in (2, 3, 5):
             if k == 11 and seeds == 5:
@@ -110,12 +135,9 @@ def main() -> None:
             name = f"full 2^{k}" if design == "full" else f"2^({k}-{k - int(np.log2(c['rows']))}) IV"
             print(f"| {name} | {c['rows']} | {seeds} | {c['intervals']} | {100 * c['coverage']:.1f}% | "
                   f"{100 * c['boot_coverage']:.1f}% | {c['width']:.3f} |", flush=True)
-    print("\n## One seed per configuration\n")
-    for design, k, res in settings[:2]:
-        c = coverage(design, k, 1, args.studies, args.cases, 0, rng, res)
-        print(f"- {design} {k} factors: {100 * c['caveat']:.0f}% of {c['intervals']} intervals say run variance is "
-              f"not measured; effects claimed significant: {100 * c['claimed']:.1f}%; case-only coverage "
-              f"{100 * c['coverage']:.1f}%")
+
+
+def _width_part(args: argparse.Namespace, rng: np.random.Generator) -> None:
     print("\n## Width at equal trainings: resolution IV fraction vs one-trick-at-a-time\n")
     print("| factors | fraction trainings | OFAT trainings | fraction width | OFAT width | OFAT / fraction | "
           "coverage (fraction / OFAT) |")
@@ -125,14 +147,6 @@ def main() -> None:
         print(f"| {k} | {w['frac_trainings']} | {w['ofat_trainings']} | {w['frac_width']:.3f} | "
               f"{w['ofat_width']:.3f} | {w['ratio']:.2f}x | {100 * w['frac_cov']:.1f}% / {100 * w['ofat_cov']:.1f}% |",
               flush=True)
-    if args.store_studies:
-        print("\n## Through the planner, store, queue and report analysis\n")
-        for seeds in (2, 1):
-            s = store_studies(args.store_studies, seeds, args.cases)
-            print(f"- 2^(4-1) IV, {seeds} seed(s): {s['studies']} studies, {s['intervals']} Dice main-effect "
-                  f"intervals, coverage {100 * s['coverage']:.1f}%, tagged 'cases only' {100 * s['case_only']:.0f}%, "
-                  f"{s['seconds_per_study']:.2f} s per study", flush=True)
-    print(f"\n(total {time.perf_counter() - t0:.0f} s on a shared 2-core machine)")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TruthModel", "study_model", "rows_of", "draw_runs", "fast_study", "run_study", "run_cells",
-           "ofat_rows", "FastResult"]
+           "ofat_rows", "FastResult", "results_of"]
 
 REGIONS = ("ET", "WT", "TC")
 
@@ -206,6 +206,18 @@ def run_cells(store: Any, queue: Any, cell_ids: Sequence[int], model: TruthModel
         queue.finish(trial, "complete", float(mu))
         done += 1
     return done
+
+
+def results_of(url: str, experiment: str) -> Any:
+    """The :class:`bench.design.Results` a design's ``next`` gets at a look: cells (with ``toggles``) and the
+    per-case metrics of the finished ones (with ``stage``)."""
+    from bench.design import Results
+    from bench.store import queries
+
+    cells = queries.cells(url, experiment)
+    conf = queries.configurations(url, experiment).set_index("configuration_id")
+    cells["toggles"] = cells["configuration_id"].map(conf["toggles"])
+    return Results(cells, queries.case_metrics(url, experiment))
 
 
 def run_study(spec_text: str, model: TruthModel, *, cases: int = 10, seed: int = 0,

@@ -112,3 +112,18 @@ def test_fractional_refuses_a_conflicting_pair_and_bad_keys():
 
 def test_letters_skip_i():
     assert LETTERS == "ABCDEFGHJKL" and len(TRICKS) == 11
+
+
+def test_cell_stages_are_stored_and_returned_by_the_queries(tmp_path):
+    from bench.runner import state
+    from bench.store import open_store
+    from bench.store import queries as q
+
+    spec = parse_spec(_spec("fractional", ["warmup", "heuristic_sampling", "focal_loss", "patch_fusion",
+                                           "multitask"], "resolution = 3\nfoldover = true"))
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = open_store(url)
+    state.register_experiment(store, spec, plan(spec))
+    cells = q.cells(url, "t")
+    assert cells["stage"].value_counts().to_dict() == {"main": 8, "foldover": 8}
+    assert q.case_metrics(url, "t").columns[-1] == "stage"

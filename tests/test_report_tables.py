@@ -319,3 +319,22 @@ def test_report_from_postgresql_equals_sqlite(ladder_db, pg_url, tmp_path):
     np.testing.assert_allclose(a_pg.mean, a_sq.mean, rtol=1e-12)
     np.testing.assert_allclose(a_pg.p_baseline, a_sq.p_baseline, rtol=1e-12)
     assert (tmp_path / "pg" / "ladder-exp" / "table1.tex").read_text().count(r"\textbf") == 6
+
+
+def test_one_run_per_configuration_tags_every_interval_and_marks_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    rows = grid_rows(["warmup", "focal"])
+
+    def metric(ci, fold, seed, k, region):  # a large, consistent warm-up effect on 8 cases
+        return 0.5 + 0.2 * rows[ci].toggles["warmup"] + 0.01 * k, 5.0
+
+    fill_results(url, "one-seed", "full", rows, metric, seeds=(0,), cases=8)
+    res = build_report(url, "one-seed", out=tmp_path, pdf=False, plots=False, formats=("markdown",))
+    a = res.analysis
+    assert not a.runs_measured and not a.significant("baseline").any()
+    assert not a.effects["run_measured"].any() and not a.effects["significant"].any()
+    md = (tmp_path / "one-seed" / "report.md").read_text()
+    main = [line for line in md.splitlines() if line.startswith("| warmup |")][0]
+    assert main.count("(cases only)") == 6 and "+0.200" in main
+    assert "No row is marked: with one run" in md and "run-to-run variance is not measured" in md
+    assert "p-values against" in md  # 8 cases: the signed-rank test can reach 0.05, its table is shown

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.analysis.variance import pooled_components
+from bench.analysis.variance import VarianceComponents, pool, variance_components
 
-__all__ = ["Effect", "CASES_AND_RUNS", "CASES_ONLY", "effect", "effects", "two_way_bootstrap"]
+__all__ = ["Effect", "CASES_AND_RUNS", "CASES_ONLY", "effect", "effects", "two_way_bootstrap",
+           "bootstrap_config_means"]
 
 CASES_AND_RUNS = "test cases + runs (seed/fold)"
 CASES_ONLY = "test cases only; run variance not measured (1 run per configuration)"
@@ -76,21 +77,18 @@ def _matrices(layouts: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def two_way_bootstrap(layouts: Sequence[np.ndarray], weights: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of ``sum_i w_i mean(Y_i)`` resampling cases (shared) and each configuration's runs."""
+def bootstrap_config_means(layouts: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """``(n_configurations, n_boot)``: each configuration's mean in each two-way bootstrap resample (cases drawn
+    once for all configurations, runs within each). Any contrast's resamples are ``weights @ result``."""
     ys = _matrices(layouts)
-    w = np.asarray(weights, dtype=float)
     rng = np.random.default_rng(seed)
     c = ys[0].shape[1]
     idx = rng.integers(0, c, size=(n_boot, c))
     case_w = np.zeros((n_boot, c))
     np.add.at(case_w, (np.repeat(np.arange(n_boot), c), idx.ravel()), 1.0)
     case_w /= c
-    total = np.zeros(n_boot)
-    for wi, y in zip(w, ys):
-        if wi == 0:
-            continue
+    out = np.empty((len(ys), n_boot))
+    for i, y in enumerate(ys):
         s = y.shape[0]
         # Resampling n values with replacement shrinks their variance by (n - 1) / n (halved with 2 seeds):
         # rows and columns are spread by sqrt(n / (n - 1)) about the mean first (rescaled bootstrap).
@@ -101,17 +99,30 @@ def two_way_bootstrap(layouts: Sequence[np.ndarray], weights: np.ndarray, n_boot
             y = y + (np.sqrt(c / (c - 1)) - 1.0) * (y.mean(axis=0, keepdims=True) - g)
         per_run = y @ case_w.T  # (S, n_boot): case-resampled mean of each run
         draws = rng.integers(0, s, size=(n_boot, s))
-        total += wi * per_run[draws, np.arange(n_boot)[:, None]].mean(axis=1)
+        out[i] = per_run[draws, np.arange(n_boot)[:, None]].mean(axis=1)
+    return out
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     alpha = (1.0 - level) / 2.0
-    lo, hi = np.percentile(total, [100 * alpha, 100 * (1 - alpha)])
+    lo, hi = np.percentile(values, [100 * alpha, 100 * (1 - alpha)])
     return float(lo), float(hi)
 
 
+def two_way_bootstrap(layouts: Sequence[np.ndarray], weights: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``sum_i w_i mean(Y_i)`` resampling cases (shared) and each configuration's runs."""
+    return _percentiles(np.asarray(weights, dtype=float) @ bootstrap_config_means(layouts, n_boot, seed), level)
+
+
 def effect(name: str, layouts: Sequence[np.ndarray], weights: np.ndarray, *, level: float = 0.95,
-           n_boot: int = 2000, seed: int = 0) -> Effect:
+           n_boot: int = 2000, seed: int = 0, components: Sequence[VarianceComponents] | None = None,
+           boot: np.ndarray | None = None) -> Effect:
     """Estimate one contrast over configurations with its t-interval and two-way bootstrap interval.
 
     ``layouts[i]`` is configuration i's ``(runs, cases)`` matrix; ``weights[i]`` its contrast weight.
+    ``components`` (each layout's :func:`variance_components`) and ``boot`` (:func:`bootstrap_config_means`)
+    may be passed when many contrasts share the same layouts.
     """
     from scipy import stats
 
@@ -128,10 +139,11 @@ def effect(name: str, layouts: Sequence[np.ndarray], weights: np.ndarray, *, lev
     run_measured = True
     run_var = 0.0
     runs = []
+    comps = list(components) if components is not None else [variance_components(y) for y in ys]
     for side in (w > 0, w < 0):
-        members = [y for y, on in zip(ys, side) if on]
-        runs.append(int(sum(y.shape[0] for y in members)))
-        comp = pooled_components(members) if members else None
+        members = [k for k, on in zip(comps, side) if on]
+        runs.append(int(sum(k.runs for k in members)))
+        comp = pool(members) if members else None
         if comp is None:
             continue
         if not comp.run_measured or np.isnan(comp.run):
@@ -147,7 +159,12 @@ def effect(name: str, layouts: Sequence[np.ndarray], weights: np.ndarray, *, lev
     q = float(stats.t.ppf(0.5 + level / 2.0, df))
     lo, hi = est - q * se, est + q * se
     p = float(2 * stats.t.sf(abs(est) / se, df)) if run_measured and se > 0 else np.nan
-    b_lo, b_hi = two_way_bootstrap(ys, w, n_boot, seed, level) if n_boot else (np.nan, np.nan)
+    if boot is not None:
+        b_lo, b_hi = _percentiles(w @ boot, level)
+    elif n_boot:
+        b_lo, b_hi = two_way_bootstrap(ys, w, n_boot, seed, level)
+    else:
+        b_lo, b_hi = np.nan, np.nan
     return Effect(name, est, se, df, lo, hi, p, b_lo, b_hi, case_var, run_var if run_measured else np.nan,
                   run_measured, c, (runs[0], runs[1]), level)
 
@@ -156,4 +173,7 @@ def effects(names: Sequence[str], layouts: Sequence[np.ndarray], weights: np.nda
             n_boot: int = 2000, seed: int = 0) -> list[Effect]:
     """:func:`effect` for each row of ``weights`` (``(n_effects, n_configurations)``)."""
     w = np.atleast_2d(np.asarray(weights, dtype=float))
-    return [effect(n, layouts, w[i], level=level, n_boot=n_boot, seed=seed + i) for i, n in enumerate(names)]
+    comps = [variance_components(y) for y in _matrices(layouts)]
+    boot = bootstrap_config_means(layouts, n_boot, seed) if n_boot else None
+    return [effect(n, layouts, w[i], level=level, n_boot=n_boot, components=comps, boot=boot)
+            for i, n in enumerate(names)]

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.analysis.effects import effect
+from bench.analysis.effects import bootstrap_config_means, effect
 from bench.analysis.layout import layouts
 from bench.analysis.tests import holm
+from bench.analysis.variance import variance_components
 
 __all__ = ["EffectSpec", "effect_specs", "contrast_weights", "factorial_effects"]
 
@@ -74,11 +75,13 @@ def factorial_effects(metrics: Any, configurations: Sequence[Any], toggles: Sequ
         if any(m.shape[0] == 0 for m in lay.matrices) or not lay.cases:
             continue
         start = len(rows)
-        for k, spec in enumerate(specs):
+        comps = [variance_components(m) for m in lay.matrices]
+        boot = bootstrap_config_means(lay.matrices, n_boot, seed) if n_boot else None
+        for spec in specs:
             w = contrast_weights(t, [index[f] for f in spec.factors])
             if w is None:
                 continue
-            e = effect(spec.name, lay.matrices, w, level=level, n_boot=n_boot, seed=seed + k)
+            e = effect(spec.name, lay.matrices, w, level=level, n_boot=n_boot, components=comps, boot=boot)
             rows.append({
                 "effect": spec.name, "kind": spec.kind, "aliased": spec.aliased, "metric": label,
                 "estimate": e.estimate, "se": e.se, "df": e.df, "ci_lo": e.ci_lo, "ci_hi": e.ci_hi, "p": e.p,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VarianceComponents", "variance_components", "pooled_components"]
+__all__ = ["VarianceComponents", "variance_components", "pooled_components", "pool"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,11 @@ def _components(s: int, c: int, ms_run: float, ms_case: float, ms_res: float, df
 def pooled_components(layouts: Sequence[np.ndarray]) -> VarianceComponents:
     """Components pooled over configurations (each its own ``(S_i, C)`` matrix, same cases): the mean squares
     are pooled by their degrees of freedom, assuming the components are the same in every configuration."""
-    comps = [variance_components(y) for y in layouts]
+    return pool([variance_components(y) for y in layouts])
+
+
+def pool(comps: Sequence[VarianceComponents]) -> VarianceComponents:
+    """Pool already computed components (see :func:`pooled_components`)."""
     if not comps:
         raise ValueError("no layout to pool")
     c = comps[0].cases

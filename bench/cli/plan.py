@@ -69,20 +69,22 @@ def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path
     stages: dict[str, int] = {}
     for cell in p.cells:
         stages[cell.stage] = stages.get(cell.stage, 0) + 1
+    n_cells = len(p.cells) if spec.design != "optuna" else spec.optuna.trials * len(spec.folds) * len(spec.seeds)
+    # a search's configurations are chosen as it runs: count one training per cell (model fusion needs more)
+    n_trainings = len(keys) if spec.design != "optuna" else n_cells
     iterations = int(spec.train_config().iterations)
-    cost: dict[str, Any] = {"iterations_per_training": iterations, "iterations": iterations * len(keys)}
+    cost: dict[str, Any] = {"iterations_per_training": iterations, "iterations": iterations * n_trainings}
     speed = _measured_speed(results_url, sqlite_path) if results_url else None
     if speed is not None:
         cost.update(seconds_per_iteration=speed[0], measured_trainings=speed[1],
-                    hours=speed[0] * iterations * len(keys) / 3600.0)
-    n_cells = len(p.cells) if spec.design != "optuna" else spec.optuna.trials * len(spec.folds) * len(spec.seeds)
+                    hours=speed[0] * iterations * n_trainings / 3600.0)
     return {
         "name": spec.name, "design": spec.design, "source": spec.source,
         "factors": list(spec.factors), "fixed": list(spec.fixed), "folds": list(spec.folds),
         "seeds": list(spec.seeds),
         "configurations": [{"label": c.label, "toggles": dict(c.toggles),
                             **({"refused": c.refused} if c.refused else {})} for c in p.configurations],
-        "cells": n_cells, "stages": stages, "trainings": len(keys), "cost": cost,
+        "cells": n_cells, "stages": stages, "trainings": n_trainings, "cost": cost,
         "describe": design.describe(),
     }
 
@@ -140,7 +142,9 @@ def _print_text(d: dict[str, Any]) -> None:
     w(f"{d['name']} ({d['source']}): design {d['design']}, factors {', '.join(factors) or '-'}"
       + (f", fixed {', '.join(d['fixed'])}" if d["fixed"] else "") + "\n")
     stages = ", ".join(f"{k} {v}" for k, v in d["stages"].items())
-    w(f"{len(d['configurations'])} configurations x {len(d['folds'])} fold(s) x {len(d['seeds'])} seed(s) = "
+    rows = (f"{d['describe']['trials']} trials (configurations chosen by the sampler)" if d["design"] == "optuna"
+            else f"{len(d['configurations'])} configurations")
+    w(f"{rows} x {len(d['folds'])} fold(s) x {len(d['seeds'])} seed(s) = "
       f"{d['cells']} cells" + (f" ({stages})" if len(d["stages"]) > 1 else "") + f", {d['trainings']} trainings\n")
     c = d["cost"]
     if "hours" in c:

@@ -164,8 +164,8 @@ def foldover(f: Fraction) -> Fraction:
 
 
 def choose(k: int, *, resolution: int | None = None, runs: int | None = None) -> Fraction:
-    """The table's fraction for ``k`` factors: the smallest with at least ``resolution``, or the one of
-    ``runs`` runs; the full factorial when nothing smaller qualifies. Raises ValueError naming what exists."""
+    """The table's fraction for ``k`` factors: the smallest with at least ``resolution`` (default 4), or the one
+    of ``runs`` runs; the full factorial when nothing smaller qualifies. Raises ValueError naming what exists."""
     if k not in GENERATORS:
         raise ValueError(f"a fractional design needs 3 to 11 factors, got {k}")
     table = GENERATORS[k]
@@ -177,7 +177,7 @@ def choose(k: int, *, resolution: int | None = None, runs: int | None = None) ->
             return full(k)
         accepted = [n for n, _, _ in table] + [2**k]
         raise ValueError(f"runs = {runs}: with {k} factors accepted {', '.join(map(str, accepted))}")
-    want = 3 if resolution is None else resolution
+    want = 4 if resolution is None else resolution
     for _, res, gens in table:
         if res >= want:
             return fraction(k, gens)

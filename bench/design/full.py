@@ -6,15 +6,17 @@ cells are stored as skipped, so the grid's shape is visible in the report.
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.design import register
 from bench.design._base import CellRequest, Design, RowRequest
 
 __all__ = ["FullDesign", "cells_for"]
 
 
-def cells_for(spec: object, rows: list[RowRequest], stage: str = "main") -> list[CellRequest]:
+def cells_for(spec: Any, rows: list[RowRequest], stage: str = "main") -> list[CellRequest]:
     """Every row with every fold and seed of the spec (rows outer, then fold, then seed)."""
-    return [CellRequest(r, fold, seed, stage) for r in rows for fold in spec.folds for seed in spec.seeds]  # type: ignore[attr-defined]
+    return [CellRequest(r, fold, seed, stage) for r in rows for fold in spec.folds for seed in spec.seeds]
 
 
 @register

@@ -141,8 +141,17 @@ class Analysis:
             out[:, j] = col == best
         return out
 
+    @property
+    def runs_measured(self) -> bool:
+        """Whether some configuration has two or more runs (fold x seed), so run-to-run variance is measured."""
+        return bool(np.max(self.n_replicates, initial=0) > 1)
+
     def significant(self, kind: str) -> np.ndarray:
+        """Table 1 marks. With one run per configuration nothing is marked: the paired tests then see test-case
+        sampling only, and a difference between single runs may be run-to-run noise."""
         p = self.p_baseline if kind == "baseline" else self.p_previous
+        if not self.runs_measured:
+            return np.zeros(p.shape, dtype=bool)
         with np.errstate(invalid="ignore"):
             return np.nan_to_num(p, nan=1.0) < self.alpha
 

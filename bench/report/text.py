@@ -103,6 +103,11 @@ def table1_footnote(a: Analysis, m: Markup) -> str:
     )
     if a.is_ladder:
         text += f" {m.ddagger} different from the previous row (same test and correction)."
+    if not a.runs_measured:
+        text = (
+            f"No row is marked: with one run (fold x seed) per configuration the run-to-run variance is not "
+            f"measured, and the paired tests over {a.min_cases} test cases cover case sampling only."
+        )
     missing = [m.esc(a.labels[i]) for i in range(len(a.labels)) if not a.has_data(i)]
     if missing:
         text += f" n/a: no finished cell yet ({', '.join(missing)})."
