@@ -56,11 +56,11 @@ def _measured_speed(url: str, sqlite_path: Path | None) -> tuple[float, int] | N
 
 def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path | None = None) -> dict[str, Any]:
     """Everything ``bench plan`` prints, as one JSON-serialisable dict."""
-    from bench.design import get_design
+    from bench.runner.looks import design_for
     from bench.runner.plan import plan, training_plan
 
     p = plan(spec)
-    design = get_design(spec)
+    design = design_for(spec)  # with [replication]: the adaptive wrapper around the spec's design
     keys: set[str] = set()
     for cell in p.cells:
         if not cell.configuration.refused:
@@ -123,6 +123,11 @@ def _power(spec: Any, args: argparse.Namespace, url: str, n_rows: int) -> dict[s
         if spec.design in ("full", "fractional") and n_rows >= 2:
             main = seeds_for_power(comp, delta, sum_w2=4.0 / n_rows)
             entry["seeds_main_effect"] = main.seeds
+        if spec.design == "forward":  # find among the candidates and confirm, 80% for both together
+            from bench.design.forward import seeds_for_ladder
+
+            entry["seeds_forward_ladder"] = seeds_for_ladder(comp.run, comp.residual, comp.interaction, comp.cases,
+                                                             len(spec.factors), delta, folds=len(spec.folds))
         out["by_metric"].append(entry)
     return out
 
@@ -177,6 +182,8 @@ def _print_text(d: dict[str, Any]) -> None:
         for e in pw["by_metric"]:
             line = (f"  {e['metric']}: pairwise comparison {_fmt_seeds(e['seeds_pairwise'])}"
                     + (f", main effect {_fmt_seeds(e['seeds_main_effect'])}" if "seeds_main_effect" in e else "")
+                    + (f", forward ladder (select and confirm) {_fmt_seeds(e['seeds_forward_ladder'])}"
+                       if "seeds_forward_ladder" in e else "")
                     + f"; s_run {e['s_run']:.3f}, s_res {e['s_res']:.3f}, s_int {e['s_interaction']:.3f}; "
                     f"floor with {e['cases']} test cases: {e['floor']:.3f} (smaller effects need more cases)\n")
             w(line)

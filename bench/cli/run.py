@@ -201,4 +201,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{c.label:{width}s}  {c.fold:4d}  {c.seed:4d}  {c.state:8s} {str(c.device or ''):8s} {note or ''}")
     counts = cells["state"].value_counts().to_dict()
     print(", ".join(f"{n} {st}" for st, n in counts.items()))
+    from bench.runner.looks import status_lines
+    from bench.store import open_store
+
+    for line in status_lines(open_store(url), args.experiment):  # adaptive designs: what is decided, and why
+        print(line)
     return 0

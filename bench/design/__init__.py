@@ -19,7 +19,7 @@ __all__ = ["Design", "CellRequest", "RowRequest", "Results", "register", "get_de
            "list_designs"]
 
 #: modules that register a design when imported (one file each)
-_MODULES: tuple[str, ...] = ("full", "ladder", "list", "optuna", "fractional")
+_MODULES: tuple[str, ...] = ("full", "ladder", "list", "optuna", "fractional", "forward")
 
 _REGISTRY: dict[str, type[Design]] = {}
 

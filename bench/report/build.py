@@ -359,6 +359,11 @@ def build_report(
     metric_note = None
     if metric == "lesion_dice":
         data, metric_note = lesionwise_view(data)
+    fwd = None
+    if data.design == "forward":  # Table 1 from the confirmation runs; the selection path as an appendix
+        from bench.report import forward as forward_mod
+
+        data, fwd = forward_mod.confirmation_data(data)
     steps = tqdm(total=4 + len(formats), desc="report", unit="step", disable=not progress, leave=False)
     a = tables.analyse(data, baseline=baseline, config=config, n_boot=n_boot, seed=seed)
     a.metric_note = metric_note
@@ -434,6 +439,10 @@ def build_report(
         files.append(write_text_atomic(out_dir / "report.html", html.document(a, ap, [(f"{s}.png", c) for s, c in figures])))
         steps.update(1)
     steps.close()
+    if fwd is not None:
+        files += forward_mod.write_selection(fwd, out_dir, formats)
+        if fwd.note:
+            notes.append(fwd.note)
     if a.effects_note:
         notes.append(a.effects_note)
     return ReportResult(out_dir=out_dir, files=files, analysis=a, notes=notes)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import SpecError
-from bench.runner import state
+from bench.runner import looks, state
 from bench.runner.plan import plan as make_plan
 from bench.runner.plan import training_plan
 from bench.runner.spec import Spec
@@ -113,6 +113,7 @@ def prepare_run(opts: RunOptions) -> Prepared:
             keys.update(k for _, k in training_plan(spec, cell.configuration, cell.fold, cell.seed, ds.fingerprint,
                                                     ds.n_folds))
     cell_states = state.register_experiment(store, spec, p)
+    looks.record_initial(store, spec)  # adaptive designs: the stages of the first look
     ids = [cid for cid, _ in cell_states]
     if opts.retry_failed:
         n = state.requeue_failed(store, ids)
@@ -149,7 +150,7 @@ def launch(opts: RunOptions) -> RunResult:
     try:
         interrupted = _run_workers(opts, ws, spec, prep.results_url, parent, ids)
     finally:
-        if spec.design == "optuna":  # a search's cells are created trial by trial
+        if spec.design == "optuna" or looks.is_adaptive(spec):  # cells created trial by trial, look by look
             ids = state.experiment_cells(store, spec.name)
         final = _count(_states(store, ids).values())
         if tracker is not None and parent:

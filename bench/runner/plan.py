@@ -84,10 +84,12 @@ def configuration_for(spec: Spec, label: str, position: int, tricks: list[str],
 def plan(spec: Spec) -> Plan:
     """All configurations and cells of a spec, in the design's order (for a fixed design: configurations outer,
     then fold, then seed). The design (:mod:`bench.design`) says which cells; this turns them into resolved
-    configurations, keeping each cell's stage."""
-    from bench.design import get_design
+    configurations, keeping each cell's stage. For an adaptive design (``[replication]``, ``design =
+    "forward"``) these are the cells of its first look; the runner adds the others look by look
+    (:mod:`bench.runner.looks`)."""
+    from bench.runner.looks import design_for
 
-    requests = get_design(spec).initial()
+    requests = design_for(spec).initial()
     by_row: dict[tuple[str, tuple[str, ...], str], PlannedConfiguration] = {}
     confs: list[PlannedConfiguration] = []
     cells: list[PlannedCell] = []

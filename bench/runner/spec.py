@@ -44,6 +44,7 @@ __all__ = [
     "DataSpec",
     "OptunaSpec",
     "EvaluationSpec",
+    "ReplicationSpec",
     "Row",
     "load_spec",
     "parse_spec",
@@ -84,6 +85,7 @@ _TOP_KEYS = {
     "inference": "InferenceConfig fields",
     "optuna": "search settings",
     "evaluation": "extra test-set metrics, e.g. {lesionwise = 'gli'}",
+    "replication": "adaptive replication: halfwidth, looks, max_seeds, margin, alpha",
     "resolution": "fractional design: 3, 4 or 5 (the smallest fraction of at least that resolution)",
     "runs": "fractional design: number of rows of the fraction (a power of 2)",
     "foldover": "fractional design: true adds the mirror fraction as a second stage",
@@ -96,6 +98,7 @@ _ROW_KEYS = ("label", "tricks", "params")
 _OPTUNA_KEYS = ("trials", "sampler", "pruner", "seed", "search_params")
 _EVALUATION_KEYS = ("lesionwise",)
 COHORTS = ("gli", "ssa", "ped", "men", "met")  # bench.evaluation.lesionwise.COHORTS
+_REPLICATION_KEYS = ("halfwidth", "looks", "max_seeds", "margin", "alpha")
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,27 @@ class EvaluationSpec:
     """Test-set metrics beyond the BraTS 2017-2022 ones: ``lesionwise`` names a BraTS 2023 cohort."""
 
     lesionwise: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplicationSpec:
+    """``[replication]``: seeds per configuration at each look (``looks``), up to ``max_seeds``; a comparison
+    is decided by the rules of :mod:`bench.analysis.stopping`."""
+
+    halfwidth: float = 0.01
+    looks: tuple[int, ...] = (3, 5, 8, 12)
+    max_seeds: int = 12
+    margin: float = 0.005
+    alpha: float = 0.05
+
+    def seeds(self, first: tuple[int, ...]) -> tuple[int, ...]:
+        """The spec's seeds, continued with the next unused integers, ``max_seeds`` in all."""
+        out = list(first[: self.max_seeds])
+        nxt = max(first) + 1 if first else 0
+        while len(out) < self.max_seeds:
+            out.append(nxt)
+            nxt += 1
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -175,6 +199,7 @@ class Spec:
     optuna: OptunaSpec
     description: str = ""
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    replication: ReplicationSpec | None = None
     fractional: FractionalSpec = field(default_factory=FractionalSpec)
 
     @property
@@ -442,6 +467,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         raise _err(source, "labels must be a table of strings, e.g. labels = { model_fusion = 'fuse' }")
     _trick_params(source, "labels", {k: {} for k in labels})
     params = _trick_params(source, "params", raw.get("params", {}))
+    replication = _replication(source, raw, design)
 
     # rows
     rows: list[Row] = []
@@ -473,6 +499,11 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         raise _err(source, f"factors: {len(factors)} factors make {2 ** len(factors)} rows; at most 10 accepted")
     if design == "optuna" and not factors:
         raise _err(source, "design = 'optuna' needs factors (the tricks to search over)")
+    if design == "forward" and not factors:
+        raise _err(source, "design = 'forward' needs factors (the candidate tricks of the ladder)")
+    if design == "forward" and train.get("val_every", 0) < 1:
+        raise _err(source, "design = 'forward' needs train.val_every >= 1 (steps are selected on validation Dice; "
+                           "test cases only confirm)")
     if design == "optuna" and train.get("val_every", 0) < 1:
         raise _err(source, "design = 'optuna' needs train.val_every >= 1 (the objective and pruning use "
                            "validation Dice; test cases are never used to choose)")
@@ -481,7 +512,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         name=name, source=source, text=text, design=design, baseline_label=baseline_label, folds=folds,
         seeds=seeds, objective=objective, fixed=fixed, factors=factors, labels=dict(labels), params=params,
         rows=tuple(rows), data=data, model=model, train=train, inference=inference, optuna=opt,
-        description=description, evaluation=evaluation, fractional=fractional,
+        description=description, evaluation=evaluation, replication=replication, fractional=fractional,
     )
     _check_rows(spec)
     return spec
@@ -497,6 +528,38 @@ def _evaluation_section(source: str, table: Any) -> EvaluationSpec:
     if not isinstance(cohort, str) or cohort.strip().lower() not in COHORTS:
         raise _err(source, f"evaluation.lesionwise = {cohort!r} is not one of {', '.join(COHORTS)}")
     return EvaluationSpec(lesionwise=cohort.strip().lower())
+
+
+def _replication(source: str, raw: dict[str, Any], design: str) -> ReplicationSpec | None:
+    rep = raw.get("replication")
+    if rep is None:
+        return None
+    if not isinstance(rep, dict):
+        raise _err(source, "[replication] must be a table")
+    _check_keys(source, "[replication]", rep, _REPLICATION_KEYS)
+    if design in ("optuna", "forward"):
+        raise _err(source, f"[replication] cannot be used with design = {design!r} (accepted with full, ladder, "
+                           "list and fractional designs)")
+    out = ReplicationSpec(
+        halfwidth=_typed(source, "replication.halfwidth", rep.get("halfwidth", 0.01), float, "a number"),
+        margin=_typed(source, "replication.margin", rep.get("margin", 0.005), float, "a number"),
+        alpha=_typed(source, "replication.alpha", rep.get("alpha", 0.05), float, "a number"),
+        max_seeds=_typed(source, "replication.max_seeds", rep.get("max_seeds", 12), int, "an integer"),
+        looks=_int_list(source, "replication.looks", rep.get("looks", [3, 5, 8, 12]), count_ok=False),
+    )
+    if not out.halfwidth > 0:
+        raise _err(source, f"replication.halfwidth = {out.halfwidth} must be > 0 (Dice)")
+    if out.margin < 0:
+        raise _err(source, f"replication.margin = {out.margin} must be >= 0 (Dice)")
+    if not 0 < out.alpha < 1:
+        raise _err(source, f"replication.alpha = {out.alpha} must be in (0, 1)")
+    if list(out.looks) != sorted(out.looks) or out.looks[0] < 2:
+        raise _err(source, f"replication.looks = {list(out.looks)} must be increasing seed counts, the first >= 2 "
+                           "(one seed cannot measure run-to-run variance)")
+    if out.looks[-1] > out.max_seeds:
+        raise _err(source, f"replication.looks = {list(out.looks)}: the last look exceeds max_seeds = "
+                           f"{out.max_seeds}")
+    return out
 
 
 def _fractional(source: str, raw: dict[str, Any], design: str, factors: tuple[str, ...]) -> FractionalSpec:
@@ -539,7 +602,7 @@ def _check_rows(spec: Spec) -> None:
             merged = {**spec.params, **r.params}
             _resolve_row(src, f"row {r.label!r}", list(spec.fixed) + [t for t in r.tricks if t not in spec.fixed],
                          merged)
-    elif spec.design in ("full", "optuna", "fractional"):
+    elif spec.design in ("full", "optuna", "fractional", "forward"):
         for t in spec.factors:  # each factor alone on top of the fixed set must work
             _resolve_row(src, f"factor {t!r}", list(spec.fixed) + [t], spec.params)
     if spec.design == "fractional":  # the table's fraction must exist and no factor pair may conflict

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, TrainingDiverged
-from bench.runner import state
+from bench.runner import looks, state
 from bench.runner.spec import Spec, parse_spec
 
 __all__ = ["WorkerOptions", "Workspace", "run_worker", "ensure_dataset", "CellOutcome", "objective_from_curve",
@@ -295,8 +295,11 @@ class Worker:
                 if trial is None and self.spec.design == "optuna":
                     trial = self._new_search_trial()
                 if trial is None:
+                    if looks.take_look(self.store, self.spec, self.queue, self.wid):  # adaptive designs
+                        continue
                     self.queue.recover(self.store, self.opts.heartbeat_timeout)
-                    if not self.queue.active() and not self._search_budget_left():
+                    if not self.queue.active() and not self._search_budget_left() and not looks.pending(
+                            self.store, self.spec):
                         break
                     self._status(state="waiting")
                     self.opts.stop.wait(self.opts.poll)

@@ -37,6 +37,7 @@ __all__ = [
     "CellTraining",
     "CaseMetric",
     "CurvePoint",
+    "Look",
     "CELL_STATES",
     "TRAINING_STATES",
     "utcnow",
@@ -221,3 +222,21 @@ class CurvePoint(Base):
     val_dice_wt: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     training: Mapped[Training] = relationship(back_populates="curve")
+
+
+class Look(Base):
+    """A look of an adaptive design: the cells it registered (``[[cell_id, stage], ...]``; look 0: the initial
+    cells), the decisions it saw, and whether the design said it was complete. The unique (experiment, look)
+    row is inserted in the transaction that registers the cells: a look happens once."""
+
+    __tablename__ = "looks"
+    __table_args__ = (UniqueConstraint("experiment_id", "look", name="uq_looks_experiment_look"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    look: Mapped[int] = mapped_column(Integer)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    cells: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    decisions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

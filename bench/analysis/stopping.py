@@ -1,0 +1,218 @@
+"""Stopping rules: is a comparison decided at this look, and why (or why not).
+
+A comparison is a contrast between configurations (``{"BL+warmup": 1, "BL": -1}``) of per-case test Dice.
+Its standard error counts both variance sources of a replicated benchmark (two-way layout, runs x test cases
+within each configuration):
+
+    SE^2 = s_d^2 / C + sum_r w_r^2 s_run,r^2 / S_r
+
+``s_d^2``: variance over the C test cases of the contrast of the case means (case-by-configuration interaction
+plus the residual left after averaging the runs); ``s_run,r^2``: the between-run component of configuration r
+by the method of moments (variance of the run means minus the residual mean square / C, clipped at 0); S_r:
+its number of runs (fold x seed). Degrees of freedom by Satterthwaite. With one run in an arm the run
+component is not measured: the comparison is never decided from case sampling alone.
+
+At look k of K with m comparisons the interval is taken at level ``1 - alpha / (m K)`` (Bonferroni over
+comparisons and looks, which keeps the error rate whatever the looks decide). A comparison is decided when
+that interval
+
+1. excludes 0 (``helps`` / ``hurts``),
+2. lies within ``+/- margin`` (``equivalent``),
+3. is narrower than the target half-width (``precise``), or
+4. has reached the test-set floor: the run components make at most ``floor_share`` of SE^2, so more seeds can
+   no longer narrow it (only more test cases can) (``floor``).
+
+Otherwise it is undecided, and the reason says which rule failed by how much.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Estimate", "Rules", "Decision", "contrast_estimate", "paired_run_estimate", "decide",
+           "decide_all", "case_values"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A contrast's estimate and standard error. ``se is None`` when run variance could not be measured
+    (an arm with one run); ``floor_se`` is the case-sampling part alone (what infinitely many seeds leave)."""
+
+    name: str
+    estimate: float
+    se: float | None
+    df: float
+    floor_se: float
+    runs: dict[str, int] = field(default_factory=dict)
+    cases: int = 0
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The decision rules of one look: ``comparisons`` (m) and ``looks`` (K) set the interval level."""
+
+    halfwidth: float = 0.01
+    margin: float = 0.005
+    alpha: float = 0.05
+    comparisons: int = 1
+    looks: int = 1
+    floor_share: float = 0.1
+
+    @property
+    def level(self) -> float:
+        return 1.0 - self.alpha / (max(1, self.comparisons) * max(1, self.looks))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The state of one comparison at a look. ``verdict``: helps, hurts, equivalent, precise, floor or
+    undecided; ``reason`` one line a user reads in ``bench status``."""
+
+    name: str
+    verdict: str
+    reason: str
+    estimate: float
+    low: float | None
+    high: float | None
+    level: float
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict != "undecided"
+
+    @property
+    def halfwidth(self) -> float | None:
+        return None if self.low is None or self.high is None else (self.high - self.low) / 2
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "verdict": self.verdict, "decided": self.decided, "reason": self.reason,
+                "estimate": self.estimate, "low": self.low, "high": self.high, "level": self.level}
+
+
+def case_values(metrics: pd.DataFrame, regions: tuple[str, ...] = ("ET", "TC", "WT"),
+                value: str = "dice") -> pd.DataFrame:
+    """Per-case values averaged over ``regions``: columns label, fold, seed, case_id, value."""
+    m = metrics[metrics["region"].isin(regions)]
+    out = m.groupby(["label", "fold", "seed", "case_id"], as_index=False)[value].mean()
+    return out.rename(columns={value: "value"})
+
+
+def _arm(table: pd.DataFrame, label: str) -> np.ndarray:
+    """The runs x cases matrix of one configuration (runs: fold x seed; cases in sorted order)."""
+    sub = table[table["label"] == label]
+    if sub.empty:
+        return np.empty((0, 0))
+    wide = sub.groupby(["fold", "seed", "case_id"])["value"].mean().unstack("case_id")
+    return wide.sort_index(axis=1).to_numpy(dtype=float)
+
+
+def _run_component(y: np.ndarray) -> float:
+    """Between-run variance component of a runs x cases matrix (method of moments, clipped at 0)."""
+    s, c = y.shape
+    run_means = y.mean(axis=1)
+    if c < 2:
+        return float(np.var(run_means, ddof=1))
+    resid = y - run_means[:, None] - y.mean(axis=0)[None, :] + y.mean()
+    ms_e = float((resid ** 2).sum() / ((s - 1) * (c - 1)))
+    return max(0.0, float(np.var(run_means, ddof=1)) - ms_e / c)
+
+
+def contrast_estimate(table: pd.DataFrame, weights: dict[str, float], name: str | None = None) -> Estimate:
+    """Estimate ``sum_r w_r mean_r`` from per-case values (:func:`case_values`) with both variance sources.
+
+    Every arm must have been evaluated on the same test cases."""
+    arms = {lab: _arm(table, lab) for lab in weights}
+    shapes = {lab: y.shape for lab, y in arms.items()}
+    if any(y.size == 0 for y in arms.values()):
+        missing = [lab for lab, y in arms.items() if y.size == 0]
+        raise ValueError(f"no finished runs for {', '.join(missing)}")
+    n_cases = {shape[1] for shape in shapes.values()}
+    if len(n_cases) != 1:
+        raise ValueError(f"arms were evaluated on different test cases: {shapes}")
+    c = n_cases.pop()
+    d = sum(w * arms[lab].mean(axis=0) for lab, w in weights.items())
+    est = float(np.mean(d))
+    s_d2 = float(np.var(d, ddof=1)) if c > 1 else 0.0
+    terms = [(s_d2 / c, max(1, c - 1))]
+    measured = True
+    for lab, w in weights.items():
+        s_r = arms[lab].shape[0]
+        if s_r < 2:
+            measured = False
+            continue
+        terms.append((w * w * _run_component(arms[lab]) / s_r, s_r - 1))
+    var = sum(t for t, _ in terms)
+    denom = sum(t * t / df for t, df in terms)
+    df = var * var / denom if denom > 0 else float("inf")
+    return Estimate(name or _name(weights), est, math.sqrt(var) if measured else None, df,
+                    math.sqrt(s_d2 / c), {lab: y.shape[0] for lab, y in arms.items()}, c)
+
+
+def paired_run_estimate(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float],
+                        name: str = "") -> Estimate:
+    """``mean(b - a)`` over the runs both have, paired by (fold, seed): for per-run values such as validation
+    Dice, where there are no test cases and the runs themselves are the sampling unit."""
+    keys = sorted(set(a) & set(b))
+    d = np.array([b[k] - a[k] for k in keys], dtype=float)
+    n = len(d)
+    if n == 0:
+        raise ValueError("no runs in common")
+    est = float(d.mean())
+    if n < 2:
+        return Estimate(name, est, None, 0.0, 0.0, {"pairs": n}, 0)
+    se = float(d.std(ddof=1) / math.sqrt(n))
+    return Estimate(name, est, se, float(n - 1), 0.0, {"pairs": n}, 0)
+
+
+def _name(weights: dict[str, float]) -> str:
+    pos = [k for k, w in weights.items() if w > 0]
+    neg = [k for k, w in weights.items() if w < 0]
+    return f"{' + '.join(pos)} vs {' + '.join(neg)}" if len(pos) + len(neg) == len(weights) else str(weights)
+
+
+def _quantile(level: float, df: float) -> float:
+    p = 1 - (1 - level) / 2
+    return float(stats.norm.ppf(p) if not math.isfinite(df) else stats.t.ppf(p, max(df, 1.0)))
+
+
+def decide(est: Estimate, rules: Rules) -> Decision:
+    """Apply the four stopping rules (module docstring) to one estimate."""
+    level = rules.level
+    if est.se is None:
+        return Decision(est.name, "undecided", "one run in an arm: run-to-run variance not measured",
+                        est.estimate, None, None, level)
+    q = _quantile(level, est.df)
+    h = q * est.se
+    lo, hi = est.estimate - h, est.estimate + h
+    pct = f"{100 * level:.2f}%"
+    if lo > 0 or hi < 0:
+        verdict = "helps" if lo > 0 else "hurts"
+        return Decision(est.name, verdict, f"{pct} interval [{lo:+.4f}, {hi:+.4f}] excludes 0", est.estimate,
+                        lo, hi, level)
+    if -rules.margin <= lo and hi <= rules.margin:
+        return Decision(est.name, "equivalent", f"{pct} interval [{lo:+.4f}, {hi:+.4f}] lies within "
+                        f"+/-{rules.margin:g}", est.estimate, lo, hi, level)
+    if h <= rules.halfwidth:
+        return Decision(est.name, "precise", f"{pct} half-width {h:.4f} <= {rules.halfwidth:g}", est.estimate,
+                        lo, hi, level)
+    total = est.se ** 2
+    run_share = (total - est.floor_se ** 2) / total if total > 0 else 0.0
+    if run_share <= rules.floor_share:
+        return Decision(est.name, "floor", f"test-set floor: half-width {h:.4f}, of which run variance is "
+                        f"{100 * run_share:.0f}% of SE^2 (more seeds cannot narrow it; more test cases can)",
+                        est.estimate, lo, hi, level)
+    return Decision(est.name, "undecided", f"{pct} interval [{lo:+.4f}, {hi:+.4f}] includes 0 and exceeds "
+                    f"+/-{rules.margin:g}; half-width {h:.4f} > {rules.halfwidth:g}", est.estimate, lo, hi, level)
+
+
+def decide_all(estimates: list[Estimate], rules: Rules) -> list[Decision]:
+    """Decisions for the comparisons of one look (``rules.comparisons`` should be ``len(estimates)``)."""
+    return [decide(e, rules) for e in estimates]

@@ -1,0 +1,278 @@
+"""Simulation benchmark of adaptive replication and the forward ladder (no training: draws from a known model).
+
+The real designs (:class:`bench.design.adaptive.Replication`, :class:`bench.design.forward.Forward`) and the
+real stopping rules run look by look; only training and evaluation are replaced by draws from
+
+    test Dice of case c, run s, configuration r = mu + a_c + (ac)_rc + effect_r + b_rs + e_rsc
+    validation Dice of run s, configuration r   = mu_v + effect_v,r + b_rs + v_rs
+
+with a_c ~ N(0, sd_case) shared by every configuration, (ac)_rc ~ N(0, sd_int), b_rs ~ N(0, sd_run_r) (run to
+run; per configuration), e ~ N(0, sd_res), v ~ N(0, sd_val) (validation-set sampling of one run).
+
+    python benchmarks/bench_adaptive.py adaptive --studies 500 --json benchmarks/adaptive.json
+    python benchmarks/bench_adaptive.py forward --studies 200 --json benchmarks/forward.json
+
+Coverage is reported for three intervals of the final data: the nominal 95% one, the one at 1 - alpha/K (K
+looks: what bench reports for an adaptive comparison) and the decision interval at 1 - alpha/(m K).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench.analysis.stopping import case_values, contrast_estimate
+from bench.design import CellRequest, Results, RowRequest
+from bench.design.adaptive import Replication
+from bench.design.forward import Forward, seeds_for_ladder
+from bench.runner.spec import parse_spec
+
+TRICKS = ["warmup", "patch_fusion", "model_fusion", "self_ensemble", "dense_blocks", "multitask",
+          "heuristic_sampling", "random_patch_size", "focal_loss", "hard_mining", "semi_supervised"]
+
+
+@dataclass
+class Model:
+    """Known effects and variance components (Dice units)."""
+
+    effects: dict[str, float]  # trick -> effect on test Dice
+    val_effects: dict[str, float] | None = None  # trick -> effect on validation Dice (default: the same)
+    sd_run: dict[str, float] = field(default_factory=dict)  # label -> run sd (default sd_run_default)
+    sd_run_default: float = 0.01
+    sd_case: float = 0.10
+    sd_int: float = 0.01
+    sd_res: float = 0.01
+    sd_val: float = 0.004
+    cases: int = 40
+
+
+class Simulator:
+    """Finishes cell requests with draws from a :class:`Model`; keeps the Results a runner would build."""
+
+    def __init__(self, model: Model, rng: np.random.Generator, *, test_stages: tuple[str, ...] | None = None):
+        self.m, self.rng = model, rng
+        self.case = rng.normal(0.0, model.sd_case, model.cases)
+        self.inter: dict[str, np.ndarray] = {}
+        self.cells: list[tuple] = []
+        self.metric_blocks: list[pd.DataFrame] = []
+        self.have: set[tuple[str, int, int]] = set()
+        self.case_ids = [f"c{i:03d}" for i in range(model.cases)]
+        # stages whose test metrics the design reads (None: all); the forward ladder never reads the test
+        # cases of its selection cells, so the simulation skips drawing them
+        self.test_stages = test_stages
+
+    def _effect(self, tricks: tuple[str, ...], val: bool) -> float:
+        eff = self.m.val_effects if (val and self.m.val_effects is not None) else self.m.effects
+        return sum(eff.get(t, 0.0) for t in tricks)
+
+    def run(self, requests: list[CellRequest]) -> int:
+        n = 0
+        for r in requests:
+            key = (r.row.label, r.fold, r.seed)
+            if key in self.have:
+                continue
+            self.have.add(key)
+            n += 1
+            lab = r.row.label
+            if lab not in self.inter:
+                self.inter[lab] = self.rng.normal(0.0, self.m.sd_int, self.m.cases)
+            b = self.rng.normal(0.0, self.m.sd_run.get(lab, self.m.sd_run_default))
+            obj = 0.7 + self._effect(r.row.tricks, True) + b + self.rng.normal(0.0, self.m.sd_val)
+            cid = len(self.cells) + 1
+            self.cells.append((cid, lab, r.fold, r.seed, "done", obj, r.stage))
+            if self.test_stages is not None and not r.stage.startswith(self.test_stages):
+                continue
+            y = (0.75 + self.case + self.inter[lab] + self._effect(r.row.tricks, False) + b
+                 + self.rng.normal(0.0, self.m.sd_res, self.m.cases))
+            self.metric_blocks.append(pd.DataFrame({
+                "cell_id": cid, "label": lab, "fold": r.fold, "seed": r.seed, "case_id": self.case_ids,
+                "region": "WT", "dice": y, "stage": r.stage}))
+        return n
+
+    def results(self) -> Results:
+        cells = pd.DataFrame(self.cells, columns=["cell_id", "label", "fold", "seed", "state", "objective", "stage"])
+        if len(self.metric_blocks) > 1:  # concatenate once, keep the result for the next look
+            self.metric_blocks = [pd.concat(self.metric_blocks, ignore_index=True)]
+        metrics = self.metric_blocks[0] if self.metric_blocks else pd.DataFrame()
+        return Results(cells, metrics)
+
+
+def drive(design: Any, sim: Simulator) -> int:
+    """Run a design to completion; returns the number of trainings (cells)."""
+    n = sim.run(design.initial())
+    while True:
+        new = design.next(sim.results())
+        if new is None:
+            return n
+        n += sim.run(new)
+
+
+def _spec(design: str, factors: list[str], seeds: int, extra: str = "") -> Any:
+    text = (f'name = "sim"\ndesign = "{design}"\nfactors = {json.dumps(factors)}\nfolds = [0]\n'
+            f"seeds = {list(range(seeds))}\n[data]\npath = 'synthetic'\n[train]\nval_every = 1\n{extra}")
+    return parse_spec(text, "<simulation>", check_data=False)
+
+
+# ---------------------------------------------------------------------------------------------- adaptive
+
+
+class _Rows:
+    """A list design of baseline + each trick alone (what the runner's planner gives the wrapper)."""
+
+    name, adaptive, whole_replicates = "rows", False, False
+
+    def __init__(self, spec: Any, tricks: list[str]):
+        self.spec, self.tricks = spec, tricks
+
+    def initial(self) -> list[CellRequest]:
+        rows = [RowRequest("BL", ())] + [RowRequest(f"BL+{t}", (t,)) for t in self.tricks]
+        return [CellRequest(r, 0, s) for r in rows for s in self.spec.seeds]
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def fixed_seeds(model: Model, labels: list[str], halfwidth: float, level: float) -> int:
+    """Seeds per configuration a fixed plan needs so that the worst comparison (largest SE) reaches the
+    half-width at ``level``, from the true components (what a pilot's estimates predict)."""
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    base = model.sd_run.get("BL", model.sd_run_default)
+    worst = max(model.sd_run.get(lab, model.sd_run_default) for lab in labels[1:])
+    case_part = 2 * model.sd_int ** 2 / model.cases
+    for s in range(2, 1000):
+        se2 = case_part + (base ** 2 + worst ** 2 + 2 * model.sd_res ** 2 / model.cases) / s
+        if z * math.sqrt(se2) <= halfwidth:
+            return s
+    raise ValueError("half-width unreachable")
+
+
+def bench_adaptive(studies: int, seed: int) -> dict[str, Any]:
+    tricks = TRICKS[:6]
+    effects = dict(zip(tricks, [0.0, 0.004, 0.01, 0.02, 0.04, 0.08]))
+    # run-to-run sd per configuration: the baseline 0.005, the noisiest trick (the worst comparison) 0.008
+    sd_run = {"BL": 0.005, "BL+warmup": 0.004, "BL+patch_fusion": 0.003, "BL+model_fusion": 0.005,
+              "BL+self_ensemble": 0.006, "BL+dense_blocks": 0.005, "BL+multitask": 0.008}
+    model = Model(effects, sd_run=sd_run)
+    rep_toml = "[replication]\nhalfwidth = 0.01\nlooks = [3, 5, 8, 12]\nmax_seeds = 12\nmargin = 0.005\n"
+    spec = _spec("ladder", ["warmup"], 3, rep_toml)  # only its [replication], folds and seeds are used
+    labels = ["BL"] + [f"BL+{t}" for t in tricks]
+    m = len(tricks)
+    s95 = fixed_seeds(model, labels, 0.01, 0.95)
+    s_adj = fixed_seeds(model, labels, 0.01, 1 - 0.05 / m)
+    rng = np.random.default_rng(seed)
+    trainings, cover95, cover_k, cover_adj, n_int = [], 0, 0, 0, 0
+    looks = len(spec.replication.looks)
+    verdicts: dict[str, dict[str, int]] = {t: {} for t in tricks}
+    seeds_used: dict[str, list[int]] = {lab: [] for lab in labels}
+    for _ in range(studies):
+        design = Replication(spec, _Rows(spec, tricks))
+        sim = Simulator(model, rng)
+        trainings.append(drive(design, sim))
+        res = sim.results()
+        table = case_values(res.metrics)
+        for lab, n in res.cells.groupby("label")["seed"].nunique().items():
+            seeds_used[str(lab)].append(int(n))
+        for d in design.decisions(res):
+            t = d.name.split(" vs ")[0][3:]
+            verdicts[t][d.verdict] = verdicts[t].get(d.verdict, 0) + 1
+            est = contrast_estimate(table, {f"BL+{t}": 1.0, "BL": -1.0})
+            q = stats.t.ppf(0.975, max(est.df, 1.0))
+            truth = effects[t]
+            cover95 += abs(est.estimate - truth) <= q * est.se
+            q_k = stats.t.ppf(1 - 0.05 / (2 * looks), max(est.df, 1.0))
+            cover_k += abs(est.estimate - truth) <= q_k * est.se
+            cover_adj += d.low <= truth <= d.high
+            n_int += 1
+    return {
+        "studies": studies, "comparisons": m, "effects": effects, "sd_run": sd_run,
+        "mean_trainings": float(np.mean(trainings)), "max_trainings": int(np.max(trainings)),
+        "fixed_seeds_95": s95, "fixed_trainings_95": s95 * len(labels),
+        "fixed_seeds_bonferroni": s_adj, "fixed_trainings_bonferroni": s_adj * len(labels),
+        "coverage_95": cover95 / n_int, "coverage_looks": cover_k / n_int, "coverage_adjusted": cover_adj / n_int,
+        "fraction_of_fixed": float(np.mean(trainings)) / (s_adj * len(labels)),
+        "verdicts": verdicts, "mean_seeds": {lab: float(np.mean(v)) for lab, v in seeds_used.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------- forward
+
+
+def bench_forward(studies: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    k = len(TRICKS)
+    null = Model({})
+    # the budget `bench plan --power 0.02` predicts for this ladder from a pilot's components (run, residual,
+    # interaction = variance of a per-case difference = 2 sd_int^2)
+    s = seeds_for_ladder(null.sd_run_default ** 2, null.sd_res ** 2, 2 * null.sd_int ** 2, null.cases, k, 0.02)
+    out: dict[str, Any] = {"candidates": k, "seeds": s, "studies": studies}
+    spec = _spec("forward", TRICKS, s)
+    sel_any = conf_any = 0
+    cells_null = []
+    for _ in range(studies):
+        fw = Forward(spec)
+        sim = Simulator(null, rng, test_stages=("confirm",))
+        cells_null.append(drive(fw, sim))
+        res = sim.results()
+        sel_any += bool(fw.ladder(res))
+        conf_any += any(c.status == "confirmed" for c in fw.confirmations(res))
+    out["null"] = {"selected_any": sel_any / studies, "confirmed_any": conf_any / studies,
+                   "mean_trainings": float(np.mean(cells_null))}
+    one = Model({"model_fusion": 0.02})
+    found = confirmed = wrong = 0
+    gains_sel, gains_conf, cells_one = [], [], []
+    for _ in range(studies):
+        fw = Forward(spec)
+        sim = Simulator(one, rng, test_stages=("confirm",))
+        cells_one.append(drive(fw, sim))
+        res = sim.results()
+        ladder = fw.ladder(res)
+        found += "model_fusion" in ladder
+        conf = fw.confirmations(res)
+        ok = [c.trick for c in conf if c.status == "confirmed"]
+        confirmed += "model_fusion" in ok
+        wrong += any(t != "model_fusion" for t in ok)
+        step1 = fw.path(res)[0]
+        best = max(step1.candidates, key=lambda c: c.estimate.estimate)
+        if best.trick == "model_fusion" and step1.added:
+            gains_sel.append(best.estimate.estimate)
+            c1 = conf[0] if conf else None
+            if c1 is not None and c1.estimate is not None:
+                gains_conf.append(c1.estimate.estimate)
+    out["one_trick"] = {"effect": 0.02, "selected": found / studies, "confirmed": confirmed / studies,
+                        "false_inclusion_others": wrong / studies,
+                        "mean_selection_gain_of_winner": float(np.mean(gains_sel)) if gains_sel else None,
+                        "mean_confirmation_gain": float(np.mean(gains_conf)) if gains_conf else None,
+                        "mean_trainings": float(np.mean(cells_one))}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("which", choices=("adaptive", "forward"))
+    ap.add_argument("--studies", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="write the figures to this file")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    out = (bench_adaptive if args.which == "adaptive" else bench_forward)(args.studies, args.seed)
+    out["seconds"] = round(time.time() - t0, 1)
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        from bench.atomic import atomic_write_text
+
+        atomic_write_text(args.json, text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

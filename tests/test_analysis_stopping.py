@@ -1,0 +1,96 @@
+"""Stopping rules on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench.analysis.stopping import Estimate, Rules, contrast_estimate, decide, paired_run_estimate
+
+
+def _table(arms: dict[str, list[list[float]]]) -> pd.DataFrame:
+    rows = []
+    for label, runs in arms.items():
+        for seed, run in enumerate(runs):
+            for c, v in enumerate(run):
+                rows.append({"label": label, "fold": 0, "seed": seed, "case_id": f"c{c}", "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_contrast_estimate_matches_hand_computed_components() -> None:
+    # A: run means 0.60, 0.62 (additive, residual 0): s_run^2 = 0.0002
+    # B: run means 0.70, 0.74 (additive): s_run^2 = 0.0008
+    # case means A 0.51 0.61 0.71, B 0.62 0.74 0.80 -> d = 0.11 0.13 0.09, mean 0.11, s_d^2 = 0.0004
+    # SE^2 = 0.0004/3 + 0.0002/2 + 0.0008/2 = 0.00063333
+    table = _table({"A": [[0.50, 0.60, 0.70], [0.52, 0.62, 0.72]],
+                    "B": [[0.60, 0.72, 0.78], [0.64, 0.76, 0.82]]})
+    est = contrast_estimate(table, {"B": 1.0, "A": -1.0})
+    assert est.estimate == pytest.approx(0.11)
+    assert est.se == pytest.approx(math.sqrt(0.0004 / 3 + 0.0001 + 0.0004))
+    assert est.floor_se == pytest.approx(math.sqrt(0.0004 / 3))
+    # Satterthwaite: (sum t)^2 / (t0^2/2 + t1^2/1 + t2^2/1)
+    t0, t1, t2 = 0.0004 / 3, 0.0001, 0.0004
+    assert est.df == pytest.approx((t0 + t1 + t2) ** 2 / (t0 ** 2 / 2 + t1 ** 2 + t2 ** 2))
+    assert est.runs == {"B": 2, "A": 2} and est.cases == 3
+
+
+def test_residual_is_not_counted_as_run_variance() -> None:
+    # one run mean differs only through a case-by-run residual: var(run means) = MS_e / C exactly -> 0
+    table = _table({"A": [[0.5, 0.7], [0.7, 0.5]], "B": [[0.6, 0.8], [0.8, 0.6]]})
+    est = contrast_estimate(table, {"B": 1.0, "A": -1.0})
+    assert est.estimate == pytest.approx(0.1)
+    assert est.se == pytest.approx(0.0)  # d = (0.1, 0.1): no case spread, and no run component
+
+
+def test_one_run_is_never_decided() -> None:
+    table = _table({"A": [[0.5, 0.6, 0.7]], "B": [[0.9, 0.9, 0.9]]})
+    est = contrast_estimate(table, {"B": 1.0, "A": -1.0})
+    assert est.se is None
+    d = decide(est, Rules())
+    assert d.verdict == "undecided" and "run-to-run variance not measured" in d.reason
+
+
+def test_level_counts_comparisons_and_looks() -> None:
+    est = Estimate("x", 0.025, 0.01, float("inf"), 0.005)
+    one = decide(est, Rules(comparisons=1, looks=1))
+    assert one.verdict == "helps"  # 0.025 - 1.96 * 0.01 = 0.0054 > 0
+    assert one.low == pytest.approx(0.025 - 1.959964 * 0.01, abs=1e-6)
+    many = decide(est, Rules(comparisons=2, looks=4))
+    assert many.level == pytest.approx(1 - 0.05 / 8)
+    z = stats.norm.ppf(1 - 0.05 / 16)  # 2.734
+    assert many.low == pytest.approx(0.025 - z * 0.01)
+    assert many.verdict == "undecided" and "includes 0" in many.reason
+
+
+def test_hurts_equivalent_precise_floor() -> None:
+    assert decide(Estimate("x", -0.03, 0.01, float("inf"), 0.0), Rules()).verdict == "hurts"
+    # [-0.00194, 0.00394] within +/-0.005
+    eq = decide(Estimate("x", 0.001, 0.0015, float("inf"), 0.001), Rules(margin=0.005))
+    assert eq.verdict == "equivalent"
+    # half-width 1.96 * 0.004 = 0.00784 <= 0.01, includes 0, exceeds the margin
+    pr = decide(Estimate("x", 0.004, 0.004, float("inf"), 0.001), Rules(halfwidth=0.01, margin=0.005))
+    assert pr.verdict == "precise" and pr.halfwidth == pytest.approx(0.0078399, abs=1e-6)
+    # run share (1e-4 - 0.0097^2) / 1e-4 = 5.9% <= 10%
+    fl = decide(Estimate("x", 0.004, 0.01, float("inf"), 0.0097), Rules(halfwidth=0.01))
+    assert fl.verdict == "floor" and "6%" in fl.reason
+    un = decide(Estimate("x", 0.004, 0.01, float("inf"), 0.005), Rules(halfwidth=0.01))
+    assert un.verdict == "undecided" and "half-width 0.0196 > 0.01" in un.reason
+
+
+def test_t_quantile_with_few_degrees_of_freedom() -> None:
+    d = decide(Estimate("x", 0.05, 0.01, 2.0, 0.0), Rules())
+    assert d.high - d.estimate == pytest.approx(4.302653 * 0.01, abs=1e-6)
+    assert d.verdict == "helps"
+
+
+def test_paired_run_estimate() -> None:
+    a = {(0, 0): 0.50, (0, 1): 0.60, (1, 0): 0.55}
+    b = {(0, 0): 0.53, (0, 1): 0.61, (1, 0): 0.60, (1, 1): 0.9}  # (1, 1) has no partner
+    est = paired_run_estimate(a, b)
+    # d = 0.03, 0.01, 0.05: mean 0.03, sd 0.02, se 0.02 / sqrt(3)
+    assert est.estimate == pytest.approx(0.03)
+    assert est.se == pytest.approx(0.02 / math.sqrt(3))
+    assert est.df == 2
