@@ -45,6 +45,7 @@ __all__ = [
     "worker_id", "register_experiment", "add_configuration", "requeue_failed", "claim_cell", "heartbeat_cell",
     "finish_cell", "fail_cell", "release_cell", "claim_training", "heartbeat_training", "finish_training",
     "fail_training", "release_training", "CellInfo", "cell_info", "unfinished_cells", "is_stale",
+    "claim_next_cell", "open_cells", "prune_cell", "skip_cell", "release_cells_of",
 ]
 
 _HOST = socket.gethostname()
@@ -359,15 +360,109 @@ def fail_cell(store: ResultsStore, cell_id: int, worker: str, error: str, **fiel
         return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def release_cell(store: ResultsStore, cell_id: int, worker: str) -> bool:
-    """Give a cell back to the queue (Ctrl-C): the next run continues it from its training's last checkpoint."""
+def release_cell(store: ResultsStore, cell_id: int, worker: str, *, preempted: bool = False) -> bool:
+    """Give a cell back to the queue, not failed (Ctrl-C, SIGTERM, a Slurm warning signal): the next holder
+    continues it from its training's last checkpoint. ``preempted`` counts the hand-back in ``preemptions``."""
+    values: dict[str, Any] = {"state": "queued", "worker": None, "heartbeat_at": None}
+    if preempted:
+        values["preemptions"] = Cell.preemptions + 1
     with store.session() as s:
         res = s.execute(
             update(Cell).where(Cell.id == cell_id, Cell.worker == worker, Cell.state == "running")
-            .values(state="queued", worker=None, heartbeat_at=None)
-            .execution_options(synchronize_session=False)
+            .values(**values).execution_options(synchronize_session=False)
         )
         return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def prune_cell(store: ResultsStore, cell_id: int, worker: str, reason: str) -> bool:
+    """An Optuna pruner stopped the cell's training: record it as pruned (if ``worker`` still holds it)."""
+    with store.session() as s:
+        res = s.execute(update(Cell).where(Cell.id == cell_id, Cell.worker == worker)
+                        .values(state="pruned", error=reason, finished_at=utcnow())
+                        .execution_options(synchronize_session=False))
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def skip_cell(store: ResultsStore, cell_id: int, reason: str) -> None:
+    """A queued cell whose configuration is refused becomes ``skipped`` with the reason."""
+    with store.session() as s:
+        s.execute(update(Cell).where(Cell.id == cell_id, Cell.state == "queued")
+                  .values(state="skipped", error=reason).execution_options(synchronize_session=False))
+
+
+_EXPERIMENT_IDS: dict[tuple[str, str], int] = {}
+
+
+def _experiment_id(store: ResultsStore, experiment: str) -> int | None:
+    key = (store.url, experiment)
+    if key not in _EXPERIMENT_IDS:
+        with store.session() as s:
+            eid = s.scalar(select(Experiment.id).where(Experiment.name == experiment))
+        if eid is None:
+            return None
+        _EXPERIMENT_IDS[key] = int(eid)
+    return _EXPERIMENT_IDS[key]
+
+
+def claim_next_cell(store: ResultsStore, experiment: str, worker: str, device: str,
+                    timeout: float) -> CellInfo | None:
+    """Take the lease of the experiment's next cell, in design order; None when none is claimable.
+
+    Queued cells first, in one statement: ``UPDATE cells ... WHERE id = (SELECT id ... FOR UPDATE SKIP LOCKED
+    LIMIT 1) RETURNING id``. On PostgreSQL the row lock means concurrent workers never wait on each other's
+    claims and never get the same cell; on SQLite (no row locks) the ``state = 'queued'`` condition of the
+    ``UPDATE`` decides, and a worker that lost the race tries the next cell. When nothing is queued, a
+    ``running`` cell whose holder is gone (heartbeat older than ``timeout``, or a dead process on this host) is
+    taken over with :func:`claim_cell`; its training resumes from the last checkpoint."""
+    exp_id = _experiment_id(store, experiment)
+    if exp_id is None:
+        return None
+    for _ in range(50):
+        with store.session() as s:
+            pick = (select(Cell.id).where(Cell.experiment_id == exp_id, Cell.state == "queued")
+                    .order_by(Cell.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
+            now = utcnow()
+            claimed = s.scalar(
+                update(Cell).where(Cell.id == pick, Cell.state == "queued")
+                .values(state="running", worker=worker, device=device, heartbeat_at=now, started_at=now,
+                        attempts=Cell.attempts + 1, error=None, finished_at=None)
+                .returning(Cell.id).execution_options(synchronize_session=False)
+            )
+            if claimed is None and not s.scalar(select(Cell.id).where(Cell.experiment_id == exp_id,
+                                                                     Cell.state == "queued").limit(1)):
+                break
+        if claimed is not None:
+            return cell_info(store, int(claimed))
+    with store.session() as s:
+        running = s.execute(select(Cell.id, Cell.worker, Cell.heartbeat_at)
+                            .where(Cell.experiment_id == exp_id, Cell.state == "running")
+                            .order_by(Cell.id)).all()
+    for cid, holder, hb in running:
+        if holder != worker and is_stale(holder, hb, timeout) and claim_cell(store, cid, worker, device, timeout):
+            return cell_info(store, cid)
+    return None
+
+
+def open_cells(store: ResultsStore, experiment: str) -> int:
+    """How many of the experiment's cells are queued or running."""
+    from sqlalchemy import func
+
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Cell).join(Experiment, Cell.experiment_id == Experiment.id)
+                            .where(Experiment.name == experiment, Cell.state.in_(("queued", "running")))) or 0)
+
+
+def release_cells_of(store: ResultsStore, experiment: str, worker_prefix: str) -> int:
+    """Hand back every running cell of the experiment whose holder id starts with ``worker_prefix`` (the tasks
+    of a cancelled Slurm job); returns how many."""
+    exp_id = _experiment_id(store, experiment)
+    with store.session() as s:
+        res = s.execute(update(Cell).where(Cell.experiment_id == exp_id, Cell.state == "running",
+                                           Cell.worker.startswith(worker_prefix))
+                        .values(state="queued", worker=None, heartbeat_at=None,
+                                preemptions=Cell.preemptions + 1)
+                        .execution_options(synchronize_session=False))
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------- training locks
