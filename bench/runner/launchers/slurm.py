@@ -90,9 +90,9 @@ def _is_postgres(url: str | None) -> bool:
     return bool(url) and str(url).split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
 
 
-def _slurm(cmd: list[str], *, timeout: float = 60.0) -> subprocess.CompletedProcess:
+def _slurm(cmd: list[str], *, timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except FileNotFoundError:
         raise SlurmError(f"--launcher slurm: {cmd[0]} is not on PATH (Slurm's client tools are needed on the "
                          "submitting machine)") from None
@@ -174,7 +174,7 @@ class SlurmLauncher(Launcher):
 
     def submit(self, script: Path, array: str | None = None) -> str:
         cmd = ["sbatch", "--parsable"] + ([f"--array={array}"] if array else []) + [str(script)]
-        res = _slurm(cmd)
+        res = _slurm(cmd, env=self._env())  # the store URLs reach the tasks through sbatch's --export=ALL
         if res.returncode != 0:
             msg = (res.stderr or res.stdout).strip().splitlines()
             raise SlurmError(f"--launcher slurm: sbatch refused the job array: {msg[-1] if msg else 'no message'}")
