@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -146,17 +147,22 @@ def test_a_warned_task_hands_its_cell_back_and_it_resumes_from_the_checkpoint(sl
     assert "resumes from its checkpoint" in logs  # continued, not retrained from scratch
 
 
+def _training_pid(ws: Path, task: str) -> int:
+    return next(int(s["pid"]) for s in _statuses(ws) if s["worker"] == f"slurm:{task}")
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_a_killed_task_loses_its_lease_and_the_cell_runs_again_once(slurm, tmp_path, pg_url):
+    # SIGKILL of the task's worker process (what a node crash does; `scancel` itself sends SIGTERM first, which
+    # the worker answers with a hand-back): no hand-back, the lease expires, the task is resubmitted
     ws = tmp_path / "ws"
     spec = tmp_path / "skill.toml"
     spec.write_text(tiny("skill", iterations=300))
     p = _run(ws, spec, pg_url)
     try:
         task, cell_id = _training_task(ws, p)
-        res = subprocess.run(["scancel", "--signal=KILL", task], capture_output=True, text=True)
-        assert res.returncode == 0, res.stderr
+        os.kill(_training_pid(ws, task), signal.SIGKILL)
         out, err = _finish(p)
     finally:
         _cleanup(ws, pg_url, "skill")
@@ -164,3 +170,37 @@ def test_a_killed_task_loses_its_lease_and_the_cell_runs_again_once(slurm, tmp_p
     cell = cells[cells["cell_id"] == cell_id].iloc[0]
     assert cell["attempts"] == 2 and cell["preemptions"] == 0 and cell["worker"] != f"slurm:{task}"
     assert (cells["attempts"] == 1).sum() == 3
+    assert f"slurm:{task} FAILED" in err and "resubmitted as job" in err  # the dead task was replaced
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_cancel_hands_cells_back_and_a_new_run_continues(slurm, tmp_path, pg_url):
+    ws = tmp_path / "ws"
+    spec = tmp_path / "scancel.toml"
+    spec.write_text(tiny("scancel", iterations=300))
+    cmd = [sys.executable, "-m", "bench", "run", str(spec), "--workspace", str(ws), "--results", pg_url,
+           "--tracking", "none", "--launcher", "slurm", "--workers", "2", "--heartbeat-interval", "0.5",
+           "--heartbeat-timeout", "6"]
+    try:
+        sub = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert sub.returncode == 0 and "submitted Slurm job array" in sub.stdout, sub.stderr
+        p = subprocess.Popen(["sleep", "600"])  # a stand-in process for _training_task's liveness check
+        try:
+            _training_task(ws, p)
+        finally:
+            p.kill()
+            p.wait()
+        res = subprocess.run([sys.executable, "-m", "bench", "cancel", "scancel", "--results", pg_url],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and "cancelled Slurm job" in res.stderr, res.stderr
+        time.sleep(12)  # KillWait: the tasks end
+        mid = q.cells(pg_url, "scancel")
+        assert "running" not in set(mid["state"]) and mid["preemptions"].sum() >= 1
+        assert (mid["state"] == "failed").sum() == 0
+        p = _run(ws, spec, pg_url)  # the same command continues the experiment
+        _finish(p)
+    finally:
+        _cleanup(ws, pg_url, "scancel")
+    cells = _check_complete(pg_url, "scancel")
+    assert (cells["preemptions"] >= 1).sum() >= 1
