@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, TrainingDiverged
-from bench.runner import state
+from bench.runner import locks, state
 from bench.runner.lease import Heartbeat
 from bench.runner.spec import Spec
 from bench.runner.workspace import ensure_dataset, test_cases
@@ -123,7 +123,7 @@ class CellExecution:
             machine["num_workers"] = 0
         tcfg = spec.train_config(fold, info.seed, **machine)
         while True:
-            status, row = state.claim_training(self.store, key, fold, info.seed, self.wid,
+            status, row = locks.claim_training(self.store, key, fold, info.seed, self.wid,
                                                self.opts.heartbeat_timeout, items=dict(stack.training_items()),
                                                out_dir=str(out_dir), device=self.opts.device)
             if status == "done" and row is not None and row.checkpoint and Path(row.checkpoint).exists():
@@ -145,17 +145,17 @@ class CellExecution:
         try:
             result = train(ds, out_dir, spec.model_config(), tcfg, stack, resume=True, progress=progress, stop=stop)
         except TrainingStopped:
-            state.release_training(self.store, key, self.wid)
+            locks.release_training(self.store, key, self.wid)
             if getattr(progress, "pruned", None):
                 raise Pruned(progress.pruned) from None  # type: ignore[attr-defined]
             raise Interrupted() from None
         except BaseException as exc:
-            state.fail_training(self.store, key, self.wid, reason_of(exc))
+            locks.fail_training(self.store, key, self.wid, reason_of(exc))
             raise
         finally:
             hb.training_key = None
         ckpt = str(result.checkpoint if result.checkpoint else out_dir / FINAL_CHECKPOINT)
-        state.finish_training(self.store, key, self.wid, ckpt, float(result.seconds), int(result.iterations),
+        locks.finish_training(self.store, key, self.wid, ckpt, float(result.seconds), int(result.iterations),
                               list(result.curve))
         return ckpt, float(result.seconds), list(result.curve)
 

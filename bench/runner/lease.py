@@ -16,7 +16,7 @@ import signal
 import threading
 from typing import Any
 
-from bench.runner import state
+from bench.runner import locks, state
 
 __all__ = ["Heartbeat", "worker_identity", "slurm_task", "install_stop_signals", "relay_stop"]
 
@@ -74,7 +74,7 @@ class Heartbeat(threading.Thread):
                     return
                 key = self.training_key
                 if key:
-                    state.heartbeat_training(self.store, key, self.wid)
+                    locks.heartbeat_training(self.store, key, self.wid)
             except Exception:  # noqa: BLE001 - a database hiccup: try again next beat
                 log.warning("heartbeat of cell %s failed", self.cell_id, exc_info=True)
 
