@@ -273,17 +273,21 @@ class CellInfo:
 
 def cell_info(store: ResultsStore, cell_id: int) -> CellInfo | None:
     with store.session() as s:
-        row = s.execute(
-            select(Cell, Configuration, Experiment.name)
-            .join(Configuration, Cell.configuration_id == Configuration.id)
-            .join(Experiment, Cell.experiment_id == Experiment.id)
-            .where(Cell.id == cell_id)
-        ).first()
-        if row is None:
-            return None
-        c, conf, name = row
-        return CellInfo(c.id, name, conf.label, c.fold, c.seed, c.state, tuple(conf.tricks), dict(conf.params),
-                        dict(conf.toggles), conf.config_hash, c.worker, c.heartbeat_at, c.attempts)
+        return _cell_info(s, cell_id)
+
+
+def _cell_info(s: Any, cell_id: int) -> CellInfo | None:
+    row = s.execute(
+        select(Cell, Configuration, Experiment.name)
+        .join(Configuration, Cell.configuration_id == Configuration.id)
+        .join(Experiment, Cell.experiment_id == Experiment.id)
+        .where(Cell.id == cell_id)
+    ).first()
+    if row is None:
+        return None
+    c, conf, name = row
+    return CellInfo(c.id, name, conf.label, c.fold, c.seed, c.state, tuple(conf.tricks), dict(conf.params),
+                    dict(conf.toggles), conf.config_hash, c.worker, c.heartbeat_at, c.attempts)
 
 
 def unfinished_cells(store: ResultsStore, cell_ids: Iterable[int]) -> list[tuple[int, str, str | None, Any]]:
@@ -427,17 +431,17 @@ def claim_next_cell(store: ResultsStore, experiment: str, worker: str, device: s
                         attempts=Cell.attempts + 1, error=None, finished_at=None)
                 .returning(Cell.id).execution_options(synchronize_session=False)
             )
-            if claimed is None and not s.scalar(select(Cell.id).where(Cell.experiment_id == exp_id,
-                                                                     Cell.state == "queued").limit(1)):
+            if claimed is not None:
+                return _cell_info(s, int(claimed))  # same transaction: one round trip less per claim
+            if not s.scalar(select(Cell.id).where(Cell.experiment_id == exp_id, Cell.state == "queued").limit(1)):
                 break
-        if claimed is not None:
-            return cell_info(store, int(claimed))
     with store.session() as s:
         running = s.execute(select(Cell.id, Cell.worker, Cell.heartbeat_at)
                             .where(Cell.experiment_id == exp_id, Cell.state == "running")
                             .order_by(Cell.id)).all()
     for cid, holder, hb in running:
-        if holder != worker and is_stale(holder, hb, timeout) and claim_cell(store, cid, worker, device, timeout):
+        # holder == worker: a requeued Slurm task (same id) finds the cell its previous run held
+        if (holder == worker or is_stale(holder, hb, timeout)) and claim_cell(store, cid, worker, device, timeout):
             return cell_info(store, cid)
     return None
 
