@@ -96,8 +96,8 @@ def test_a_dead_local_worker_is_restarted(tmp_path, pg_url):
     spec_file = tmp_path / "restart.toml"
     spec_file.write_text(tiny("restart", iterations=200))
     p = subprocess.Popen([sys.executable, "-m", "bench", "run", str(spec_file), "--workspace", str(ws), "--results",
-                          pg_url, "--tracking", "none", "--workers", "2", "--threads", "1", "--heartbeat-timeout",
-                          "5"], env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                          pg_url, "--tracking", "none", "--workers", "2", "--threads", "1", "--heartbeat-interval",
+                          "0.5", "--heartbeat-timeout", "5"], env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
         _wait(lambda: any(s.get("state") == "training" and (s.get("iteration") or 0) >= 3 for s in _status(ws)),

@@ -218,7 +218,9 @@ class Worker(CellExecution):
 
     def _run_cell(self, info: state.CellInfo, trial: Any) -> CellOutcome:
         cell_stop = threading.Event()
-        hb = Heartbeat(self.store, self.wid, info.cell_id, cell_stop, self.opts.heartbeat_interval)
+        # a beat less often than a third of the timeout would let a live lease look stale
+        interval = min(self.opts.heartbeat_interval, self.opts.heartbeat_timeout / 3)
+        hb = Heartbeat(self.store, self.wid, info.cell_id, cell_stop, interval)
         hb.start()
         relay = threading.Thread(target=relay_stop, args=(self.opts.stop, cell_stop), daemon=True)
         relay.start()
