@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from bench.runner import state
+from bench.runner import locks, state
 from bench.runner.plan import plan
 from bench.runner.queue import WorkQueue, open_storage
 from bench.runner.spec import parse_spec
@@ -120,18 +120,18 @@ def test_recover_hands_a_dead_workers_cell_back_once(registered):
 def test_training_lock(registered):
     store, _, _ = registered
     a, b = "otherhost:1:aaaaaa", "otherhost:2:bbbbbb"
-    assert state.claim_training(store, "k1", 0, 0, a, timeout=60)[0] == "claimed"
-    assert state.claim_training(store, "k1", 0, 0, b, timeout=60)[0] == "busy"
-    state.finish_training(store, "k1", a, "/x/final.pt", 1.0, 10,
+    assert locks.claim_training(store, "k1", 0, 0, a, timeout=60)[0] == "claimed"
+    assert locks.claim_training(store, "k1", 0, 0, b, timeout=60)[0] == "busy"
+    locks.finish_training(store, "k1", a, "/x/final.pt", 1.0, 10,
                           [{"iteration": 5, "epoch": 1, "loss": 0.5, "lr": 0.01},
                            {"iteration": 10, "epoch": 2, "loss": 0.4, "val_dice_ET": 0.1, "val_dice_TC": 0.2,
                             "val_dice_WT": 0.3}])
-    status, row = state.claim_training(store, "k1", 0, 0, b, timeout=60)
+    status, row = locks.claim_training(store, "k1", 0, 0, b, timeout=60)
     assert status == "done" and row.checkpoint == "/x/final.pt"
-    state.fail_training(store, "k2", a, "x")  # nothing to fail: no row
-    assert state.claim_training(store, "k2", 0, 0, a, timeout=60)[0] == "claimed"
-    state.fail_training(store, "k2", a, "TrainingDiverged")
-    assert state.claim_training(store, "k2", 0, 0, b, timeout=60)[0] == "claimed"  # a failed training is retried
+    locks.fail_training(store, "k2", a, "x")  # nothing to fail: no row
+    assert locks.claim_training(store, "k2", 0, 0, a, timeout=60)[0] == "claimed"
+    locks.fail_training(store, "k2", a, "TrainingDiverged")
+    assert locks.claim_training(store, "k2", 0, 0, b, timeout=60)[0] == "claimed"  # a failed training is retried
 
 
 def _register_at_once(url: str, barrier, out) -> None:

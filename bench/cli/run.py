@@ -1,8 +1,10 @@
-"""``bench run``, ``bench worker`` and ``bench status``: run experiments, join them, see where they stand."""
+"""``bench run``, ``bench worker``, ``bench status`` and ``bench cancel``: run experiments (here or on Slurm),
+join them, see where they stand, cancel them."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,21 @@ def register(subparsers: Any) -> None:
                    help="local worker processes (default: one per device in --devices)")
     p.add_argument("--devices", default=None, help="cpu, or cuda:0,cuda:1 ... (one worker per device)")
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    p.add_argument("--max-restarts", type=int, default=3,
+                   help="dead workers (local processes, Slurm tasks) restarted per run (default 3)")
+    sl = p.add_argument_group("launching on Slurm (--launcher slurm)")
+    sl.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                    help="local: worker processes here (default); slurm: a job array of --workers tasks")
+    sl.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
+    sl.add_argument("--gpus-per-worker", type=int, default=0, help="GPUs per Slurm task (default 0: CPU)")
+    sl.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs per Slurm task (default 1)")
+    sl.add_argument("--time", help="time limit per Slurm task, HH:MM:SS (workers hand back their cell 120 s "
+                                   "before it)")
+    sl.add_argument("--slurm-arg", action="append", default=[],
+                    help="extra sbatch option, e.g. --slurm-arg=--qos=long (repeatable)")
+    sl.add_argument("--wait", action="store_true",
+                    help="follow the Slurm job array until the experiment is done (default: return after "
+                         "submitting)")
     p.set_defaults(handler=_run)
 
     w = subparsers.add_parser(
@@ -45,6 +62,14 @@ def register(subparsers: Any) -> None:
     s.add_argument("--results", help="results database URL (default: sqlite:///<workspace>/.bench/results.db)")
     s.add_argument("--workspace", default=".", help="folder holding .bench/ (default: the current folder)")
     s.set_defaults(handler=_status)
+
+    c = subparsers.add_parser("cancel", help="cancel an experiment's Slurm jobs; running cells go back to the queue",
+                              description="Cancels the Slurm job arrays of EXPERIMENT (workers hand back their "
+                                          "cells, not failed); `bench run` on the same spec continues it later.")
+    c.add_argument("experiment", help="experiment name")
+    c.add_argument("--results", help="results database URL (default: sqlite:///<workspace>/.bench/results.db)")
+    c.add_argument("--workspace", default=".", help="folder holding .bench/ (default: the current folder)")
+    c.set_defaults(handler=_cancel)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -73,6 +98,14 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="bench: %(message)s")
     _check_positive("--workers", args.workers)
     spec = spec_from_args(args)  # before importing the runner (SQLAlchemy, Optuna): spec errors come fast
+    from bench.errors import SpecError
+
+    _check_positive("--cpus-per-worker", args.cpus_per_worker)
+    if args.gpus_per_worker < 0:
+        raise SpecError(f"--gpus-per-worker {args.gpus_per_worker}: must be >= 0")
+    if args.max_restarts < 0:
+        raise SpecError(f"--max-restarts {args.max_restarts}: must be >= 0")
+    slurm = _slurm_options(args)
     from bench.runner.launch import RunOptions, launch, parse_devices
 
     devices = parse_devices(args.devices)
@@ -80,8 +113,13 @@ def _run(args: argparse.Namespace) -> int:
     opts = RunOptions(spec=spec, folder=Path(args.workspace), results_url=args.results, storage_url=args.storage,
                       tracking_uri=args.tracking, workers=workers, devices=devices, retry_failed=args.retry_failed,
                       threads=args.threads, heartbeat_interval=args.heartbeat_interval,
-                      heartbeat_timeout=args.heartbeat_timeout)
+                      heartbeat_timeout=args.heartbeat_timeout, launcher=args.launcher, slurm=slurm,
+                      wait=args.wait or args.launcher == "local", max_restarts=args.max_restarts)
     result = launch(opts)
+    if result.submitted:
+        print(f"{result.experiment}: submitted {result.submitted}; follow it with `bench status {result.experiment}"
+              f"{_results_arg(args)}`, stop it with `bench cancel {result.experiment}{_results_arg(args)}`")
+        return 0
     print(result.table)
     c = result.counts
     print(f"{result.experiment}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
@@ -127,6 +165,31 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     return spec
 
 
+def _slurm_options(args: argparse.Namespace) -> Any:
+    """The Slurm options, refused in one line when given without ``--launcher slurm``."""
+    from bench.errors import SpecError
+
+    given = [name for name, val, default in (("--partition", args.partition, None), ("--time", args.time, None),
+                                             ("--gpus-per-worker", args.gpus_per_worker, 0),
+                                             ("--cpus-per-worker", args.cpus_per_worker, 1),
+                                             ("--slurm-arg", args.slurm_arg, []), ("--wait", args.wait, False))
+             if val != default]
+    if args.launcher != "slurm":
+        if given:
+            raise SpecError(f"{given[0]}: only used with --launcher slurm")
+        return None
+    from bench.runner.launchers.slurm import SlurmOptions
+
+    return SlurmOptions.from_cli(partition=args.partition, gpus_per_worker=args.gpus_per_worker,
+                                 cpus_per_worker=args.cpus_per_worker, time=args.time, extra=list(args.slurm_arg))
+
+
+def _results_arg(args: argparse.Namespace) -> str:
+    from bench.store.session import redact_url
+
+    return f" --results {redact_url(args.results)}" if args.results else ""
+
+
 def _override(text: str, key: str, value: str, table: str | None = None) -> str:
     """Set ``key = value`` at the top level (or in ``[table]``) of a spec's TOML text, keeping the rest."""
     import re
@@ -155,14 +218,20 @@ def _override(text: str, key: str, value: str, table: str | None = None) -> str:
 def _worker(args: argparse.Namespace) -> int:
     import logging
 
+    from bench.runner.launchers.slurm import requeue_self
+    from bench.runner.lease import slurm_task
     from bench.runner.worker import WorkerOptions, Workspace, run_worker
     from bench.store.session import redact_url
 
     logging.basicConfig(level=logging.WARNING, format="bench worker: %(message)s")
     ws = Workspace(Path(args.workspace).resolve())
     ws.root.mkdir(parents=True, exist_ok=True)
-    opts = WorkerOptions(experiment=args.experiment, workspace=ws, results_url=args.results or ws.results_url,
-                         storage_url=args.storage, tracking_uri=args.tracking, parent_run_id=args.parent_run,
+    # A Slurm job carries the store URLs in its environment (never on a command line or in a script).
+    results = args.results or os.environ.get("BENCH_RESULTS") or ws.results_url
+    storage = args.storage or os.environ.get("BENCH_STORAGE") or None
+    tracking = args.tracking or os.environ.get("BENCH_TRACKING") or None
+    opts = WorkerOptions(experiment=args.experiment, workspace=ws, results_url=results,
+                         storage_url=storage, tracking_uri=tracking, parent_run_id=args.parent_run,
                          device=args.device, threads=args.threads or 0, heartbeat_interval=args.heartbeat_interval,
                          heartbeat_timeout=args.heartbeat_timeout)
     if not args.quiet:
@@ -173,6 +242,12 @@ def _worker(args: argparse.Namespace) -> int:
         for o in outcomes:
             print(f"  {o.label} fold {o.fold} seed {o.seed}: {o.state}" + (f" ({o.error})" if o.error else ""),
                   file=sys.stderr)
+    if opts.signals and opts.signals[-1] in ("SIGUSR1", "SIGTERM") and slurm_task():
+        # A Slurm warning (time limit, preemption) or scancel: the cell is handed back, which is no failure.
+        print(f"bench worker: {opts.signals[-1]}: cell handed back to the queue", file=sys.stderr)
+        if opts.signals[-1] == "SIGUSR1":
+            requeue_self(opts)
+        return 0
     if opts.stop.is_set():
         return 130
     return 1 if any(o.state == "failed" for o in outcomes) else 0
@@ -195,10 +270,12 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     cells = q.cells(url, args.experiment)
     width = max([len(str(x)) for x in cells["label"]] + [5])
-    print(f"{'label':{width}s}  fold  seed  state    device   worker / reason")
+    print(f"{'label':{width}s}  fold  seed  state    device   tries  worker / reason")
     for c in cells.itertuples():
         note = c.error if c.state in ("failed", "skipped", "pruned") else (c.worker or "")
-        print(f"{c.label:{width}s}  {c.fold:4d}  {c.seed:4d}  {c.state:8s} {str(c.device or ''):8s} {note or ''}")
+        tries = f"{c.attempts}" + (f" ({c.preemptions} handed back)" if getattr(c, "preemptions", 0) else "")
+        print(f"{c.label:{width}s}  {c.fold:4d}  {c.seed:4d}  {c.state:8s} {str(c.device or ''):8s} {tries:6s} "
+              f"{note or ''}")
     counts = cells["state"].value_counts().to_dict()
     print(", ".join(f"{n} {st}" for st, n in counts.items()))
     from bench.runner.looks import status_lines
@@ -206,4 +283,43 @@ def _status(args: argparse.Namespace) -> int:
 
     for line in status_lines(open_store(url), args.experiment):  # adaptive designs: what is decided, and why
         print(line)
+    _print_launches(url, args.experiment)
+    return 0
+
+
+def _print_launches(url: str, experiment: str) -> None:
+    """The experiment's launches: restarts with their reasons, and each Slurm task's state."""
+    from bench.runner.launchers._base import launches
+    from bench.store import open_store
+
+    for ln in launches(open_store(url), experiment):
+        jobs = f" job {', '.join(ln['job_ids'])}" if ln["job_ids"] else ""
+        print(f"launch {ln['id']}: {ln['launcher']}{jobs}, {ln['workers']} worker(s), {ln['state']}, "
+              f"{ln['restarts']} restart(s)")
+        for ev in ln["events"][1:]:
+            print(f"  {ev['time']}  {ev['text']}")
+        if ln["launcher"] == "slurm" and ln["state"] == "running":
+            from bench.runner.launchers.slurm import task_states
+
+            tasks = task_states(ln["job_ids"])
+            if tasks is None:
+                print("  (Slurm does not answer here: task states unknown)")
+            for task, (st, reason) in sorted(tasks.items()) if tasks else ():
+                print(f"  slurm:{task}  {st}" + (f" ({reason})" if reason and reason != "None" else ""))
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from bench.runner.launchers.slurm import cancel
+    from bench.runner.worker import Workspace
+    from bench.store import open_store
+
+    ws = Workspace(Path(args.workspace).resolve())
+    store = open_store(args.results or ws.results_url)
+    jobs, released = cancel(store, args.experiment)
+    if not jobs:
+        print(f"{args.experiment}: no running Slurm launch to cancel (local runs stop with Ctrl-C)",
+              file=sys.stderr)
+        return 0
+    print(f"{args.experiment}: cancelled Slurm job {', '.join(jobs)}; {released} running cell(s) handed back to the "
+          "queue; `bench run` on the same spec continues it", file=sys.stderr)
     return 0

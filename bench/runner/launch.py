@@ -1,4 +1,5 @@
-"""``bench run``: validate, prepare the data, plan, register, enqueue, run the workers, summarise.
+"""``bench run``: validate, prepare the data, plan, register, enqueue, start the workers (a launcher from
+:mod:`bench.runner.launchers`: local processes or a Slurm job array), summarise.
 
 Order matters for the user's data: the spec is validated completely before any store is opened; the results
 database is only written once the data is prepared and every cell planned.
@@ -6,11 +7,7 @@ database is only written once the data is prepared and every cell planned.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -23,7 +20,8 @@ from bench.runner import looks, state
 from bench.runner.plan import plan as make_plan
 from bench.runner.plan import training_plan
 from bench.runner.spec import Spec
-from bench.runner.worker import WorkerOptions, Workspace, ensure_dataset, run_worker, search_settings
+from bench.runner.worker import search_settings
+from bench.runner.workspace import Workspace, ensure_dataset
 
 __all__ = ["RunOptions", "RunResult", "Prepared", "prepare_run", "launch", "summary_table", "parse_devices"]
 
@@ -45,6 +43,10 @@ class RunOptions:
     heartbeat_timeout: float = 60.0
     progress: bool = True
     stop: threading.Event = field(default_factory=threading.Event)
+    launcher: str = "local"  # local | slurm (bench.runner.launchers)
+    slurm: Any = None  # bench.runner.launchers.slurm.SlurmOptions for --launcher slurm
+    wait: bool = True  # slurm: follow the job array until the experiment is done (local: always)
+    max_restarts: int = 3  # dead workers restarted per run (local processes, Slurm tasks)
 
 
 @dataclass
@@ -55,6 +57,8 @@ class RunResult:
     counts: dict[str, int]
     interrupted: bool
     table: str
+
+    submitted: str = ""  # a launcher that returned after submitting: what it submitted (job ids)
 
     @property
     def exit_code(self) -> int:
@@ -104,7 +108,8 @@ def prepare_run(opts: RunOptions) -> Prepared:
         ws.root.mkdir(parents=True, exist_ok=True)
     store = open_store(results_url)
     state.check_extension(store, spec)  # refuses before anything is written
-    storage = open_storage(opts.storage_url, ws.root)
+    # Grids, ladders and lists claim their cells in the results database; only a search uses the Optuna queue.
+    storage = open_storage(opts.storage_url, ws.root) if spec.design == "optuna" else None
 
     ds = ensure_dataset(spec, ws, progress=opts.progress)
     keys: set[str] = set()
@@ -119,10 +124,11 @@ def prepare_run(opts: RunOptions) -> Prepared:
         n = state.requeue_failed(store, ids)
         if n:
             _say(opts, f"retrying {n} failed cell(s)")
-    queue = WorkQueue(storage, spec.name, **search_settings(spec))
-    queue.recover(store, opts.heartbeat_timeout)
-    pending = [cid for cid, st in _states(store, ids).items() if st in ("queued", "running")]
-    queue.enqueue(pending)
+    if storage is not None:
+        queue = WorkQueue(storage, spec.name, **search_settings(spec))
+        queue.recover(store, opts.heartbeat_timeout)
+        pending = [cid for cid, st in _states(store, ids).items() if st in ("queued", "running")]
+        queue.enqueue(pending)
     counts = _count(_states(store, ids).values())
     with store.session() as s:
         from sqlalchemy import select
@@ -140,27 +146,64 @@ def prepare_run(opts: RunOptions) -> Prepared:
 
 
 def launch(opts: RunOptions) -> RunResult:
-    """Run (or continue, or extend) the experiment of ``opts.spec``."""
+    """Run (or continue, or extend) the experiment of ``opts.spec``; with a launcher that submits jobs and
+    ``opts.wait`` False, return once they are submitted."""
+    from bench.runner.launchers import get_launcher
+
+    launcher_cls = get_launcher(opts.launcher)
+    launcher_cls.precheck(opts)
     prep = prepare_run(opts)
     spec, ws, store, ids = prep.spec, prep.workspace, prep.store, prep.cell_ids
-    todo = spec.design == "optuna" or any(st in ("queued", "running") for st in _states(store, ids).values())
+    todo = (spec.design == "optuna" or any(st in ("queued", "running") for st in _states(store, ids).values())
+            or looks.pending(store, spec))
     tracker, parent = _start_parent(opts, ws, spec, store, prep.n_cells, prep.n_trainings) if todo else (None, "")
     interrupted = False
+    submitted = ""
     final: dict[str, int] = {}
     try:
-        interrupted = _run_workers(opts, ws, spec, prep.results_url, parent, ids)
+        launcher = _make_launcher(launcher_cls, opts, ws, spec, prep.results_url, parent, ids, store)
+        try:
+            interrupted = launcher.run()
+        finally:
+            launcher.ctx.progress.close()
+        submitted = launcher.submitted
     finally:
         if spec.design == "optuna" or looks.is_adaptive(spec):  # cells created trial by trial, look by look
             ids = state.experiment_cells(store, spec.name)
         final = _count(_states(store, ids).values())
-        if tracker is not None and parent:
+        if tracker is not None and parent and not submitted:
             status = "KILLED" if interrupted else ("FAILED" if final.get("failed") else "FINISHED")
             try:
                 tracker.finish_launch(parent, status, final)
             except Exception:  # noqa: BLE001 - MLflow is a mirror
                 pass
     table = summary_table(store, spec.name)
-    return RunResult(spec.name, prep.n_cells, prep.n_trainings, final, interrupted, table)
+    return RunResult(spec.name, prep.n_cells, prep.n_trainings, final, interrupted, table, submitted)
+
+
+def _make_launcher(cls: Any, opts: RunOptions, ws: Workspace, spec: Spec, results_url: str, parent: str,
+                   ids: list[int], store: Any) -> Any:
+    from bench.runner.launchers import LaunchContext
+    from bench.runner.progress import Progress
+
+    progress = Progress(opts.progress, store, ids, ws)
+    ctx = LaunchContext(opts=opts, workspace=ws, spec=spec, results_url=results_url, parent_run=parent,
+                        threads=_threads(opts), progress=progress, store=store, cell_ids=ids)
+    return cls(ctx)
+
+
+def _run_workers(opts: RunOptions, ws: Workspace, spec: Spec, results_url: str, parent: str,
+                 ids: list[int]) -> bool:
+    """Run the workers of ``opts.launcher`` to the end of the queue; True when interrupted (Ctrl-C)."""
+    from bench.runner.launchers import get_launcher
+    from bench.store import open_store
+
+    launcher = _make_launcher(get_launcher(opts.launcher), opts, ws, spec, results_url, parent, ids,
+                              open_store(results_url))
+    try:
+        return bool(launcher.run())
+    finally:
+        launcher.ctx.progress.close()
 
 
 def _states(store: Any, ids: list[int]) -> dict[int, str]:
@@ -208,14 +251,6 @@ def _start_parent(opts: RunOptions, ws: Workspace, spec: Spec, store: Any, n_cel
         return None, ""
 
 
-def _worker_options(opts: RunOptions, ws: Workspace, spec: Spec, results_url: str, parent: str, device: str,
-                    threads: int) -> WorkerOptions:
-    return WorkerOptions(experiment=spec.name, workspace=ws, results_url=results_url, storage_url=opts.storage_url,
-                         tracking_uri=opts.tracking_uri, parent_run_id=parent, device=device, threads=threads,
-                         heartbeat_interval=opts.heartbeat_interval, heartbeat_timeout=opts.heartbeat_timeout,
-                         stop=opts.stop)
-
-
 def _threads(opts: RunOptions) -> int:
     if opts.threads is not None:
         return opts.threads
@@ -225,149 +260,6 @@ def _threads(opts: RunOptions) -> int:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         return max(1, cores // opts.workers)  # the CPU workers share the cores
     return 0
-
-
-class _Bar:
-    """A tqdm bar over cells; the postfix shows the running cell(s) and their iteration."""
-
-    def __init__(self, opts: RunOptions, store: Any, ids: list[int], ws: Workspace):
-        self.store, self.ids, self.ws = store, ids, ws
-        self.bar = None
-        self.start = {st: n for st, n in _count(_states(store, ids).values()).items()}
-        if opts.progress:
-            from tqdm import tqdm
-
-            todo = sum(n for st, n in self.start.items() if st in ("queued", "running"))
-            self.bar = tqdm(total=todo, desc="cells", unit="cell", file=sys.stderr, dynamic_ncols=True)
-        self.finished0 = sum(n for st, n in self.start.items() if st in ("done", "failed", "pruned"))
-
-    def update(self, live: dict[str, Any] | None = None) -> None:
-        if self.bar is None:
-            return
-        counts = _count(_states(self.store, self.ids).values())
-        finished = sum(n for st, n in counts.items() if st in ("done", "failed", "pruned")) - self.finished0
-        self.bar.n = max(0, min(finished, self.bar.total))
-        infos = [live] if live else _read_status(self.ws)
-        parts = []
-        for info in infos:
-            if info.get("state") == "training" and info.get("iteration") is not None:
-                parts.append(f"{info.get('cell')} it {info['iteration']}/{info.get('total')}")
-            elif info.get("state") in ("evaluating", "waiting for training"):
-                parts.append(f"{info.get('cell')} {info['state']}")
-        fails = counts.get("failed", 0)
-        self.bar.set_postfix_str(("; ".join(parts[:3]) + (f"; {fails} failed" if fails else ""))[:100],
-                                 refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.update()
-            self.bar.close()
-
-
-def _read_status(ws: Workspace) -> list[dict[str, Any]]:
-    out = []
-    for f in sorted(ws.status_dir.glob("*.json")) if ws.status_dir.exists() else []:
-        try:
-            info = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if time.time() - float(info.get("time", 0)) < 120 and info.get("state") != "stopped":
-            out.append(info)
-    return out
-
-
-def _run_workers(opts: RunOptions, ws: Workspace, spec: Spec, results_url: str, parent: str,
-                 ids: list[int]) -> bool:
-    """Run the workers to the end of the queue; returns True when interrupted (Ctrl-C)."""
-    from bench.store import open_store
-
-    store = open_store(results_url)
-    bar = _Bar(opts, store, ids, ws)
-    threads = _threads(opts)
-    try:
-        if opts.workers <= 1:
-            wopts = _worker_options(opts, ws, spec, results_url, parent, opts.devices[0], threads)
-            last = [0.0]
-
-            def on_progress(info: dict[str, Any]) -> None:
-                now = time.time()
-                if now - last[0] > 0.5 or info.get("state") in ("done", "released"):
-                    last[0] = now
-                    bar.update(info)
-
-            wopts.on_progress = on_progress
-            previous = signal.getsignal(signal.SIGINT)
-
-            def _on_sigint(signum: int, frame: Any) -> None:
-                if opts.stop.is_set():
-                    raise KeyboardInterrupt
-                opts.stop.set()
-                print("\nbench: stopping after a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
-
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, _on_sigint)
-            try:
-                run_worker(wopts)
-            finally:
-                if threading.current_thread() is threading.main_thread():
-                    signal.signal(signal.SIGINT, previous)
-            return opts.stop.is_set()
-        return _run_subprocesses(opts, ws, spec, results_url, parent, threads, bar)
-    finally:
-        bar.close()
-
-
-def worker_command(experiment: str, *, results_url: str, storage_url: str | None, tracking_uri: str | None,
-                   workspace: Path, device: str, threads: int, parent: str, heartbeat_interval: float,
-                   heartbeat_timeout: float) -> list[str]:
-    cmd = [sys.executable, "-m", "bench", "worker", experiment, "--results", results_url, "--workspace",
-           str(workspace), "--device", device, "--threads", str(threads), "--heartbeat-interval",
-           str(heartbeat_interval), "--heartbeat-timeout", str(heartbeat_timeout), "--quiet"]
-    if storage_url:
-        cmd += ["--storage", storage_url]
-    if tracking_uri:
-        cmd += ["--tracking", tracking_uri]
-    if parent:
-        cmd += ["--parent-run", parent]
-    return cmd
-
-
-def _run_subprocesses(opts: RunOptions, ws: Workspace, spec: Spec, results_url: str, parent: str, threads: int,
-                      bar: _Bar) -> bool:
-    procs = []
-    env = dict(os.environ)
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    for i in range(opts.workers):
-        device = opts.devices[i % len(opts.devices)]
-        cmd = worker_command(spec.name, results_url=results_url, storage_url=opts.storage_url,
-                             tracking_uri=opts.tracking_uri, workspace=ws.folder, device=device, threads=threads,
-                             parent=parent, heartbeat_interval=opts.heartbeat_interval,
-                             heartbeat_timeout=opts.heartbeat_timeout)
-        procs.append(subprocess.Popen(cmd, env=env))
-    interrupted = False
-    try:
-        while any(pr.poll() is None for pr in procs):
-            if opts.stop.wait(1.0):
-                interrupted = True
-                for pr in procs:
-                    if pr.poll() is None:
-                        pr.send_signal(signal.SIGINT)
-                break
-            bar.update()
-    except KeyboardInterrupt:
-        interrupted = True
-        for pr in procs:
-            if pr.poll() is None:
-                pr.send_signal(signal.SIGINT)
-    for pr in procs:
-        try:
-            pr.wait()
-        except KeyboardInterrupt:
-            pr.kill()
-            pr.wait()
-    return interrupted
 
 
 def summary_table(store: Any, experiment: str) -> str:

@@ -149,11 +149,15 @@ def pending(store: Any, spec: Spec) -> bool:
 
 
 def _enqueue_orphans(store: Any, exp_id: int, queue: Any) -> int:
+    """Queued cells made claimable: put in the Optuna queue of a search, or (``queue`` None: cells are claimed
+    straight from the results database) just counted."""
     from bench.store.models import Cell
 
     with store.session() as s:
         queued = list(s.scalars(select(Cell.id).where(Cell.experiment_id == exp_id, Cell.state == "queued")))
-    return int(queue.enqueue(queued)) if queued else 0
+    if not queued:
+        return 0
+    return len(queued) if queue is None else int(queue.enqueue(queued))
 
 
 def take_look(store: Any, spec: Spec, queue: Any, worker: str | None = None) -> bool:

@@ -10,7 +10,8 @@ The results database is the source of truth of "done" and the guard against doub
   taken over, and the worker stops the cell;
 - ``finish_cell`` stores the per-case metrics and flips the state to ``done`` in one transaction, only if the
   worker still holds the lease, so no cell is ever recorded twice;
-- trainings are locked the same way (a row per training key), so two workers never train one key at once.
+- trainings are locked the same way (a row per training key, :mod:`bench.runner.locks`), so two workers never
+  train one key at once.
 """
 
 from __future__ import annotations
@@ -34,17 +35,16 @@ from bench.store.models import (
     Cell,
     CellTraining,
     Configuration,
-    CurvePoint,
     Experiment,
-    Training,
     utcnow,
 )
 from bench.store.session import ResultsStore
 
 __all__ = [
     "worker_id", "register_experiment", "add_configuration", "requeue_failed", "claim_cell", "heartbeat_cell",
-    "finish_cell", "fail_cell", "release_cell", "claim_training", "heartbeat_training", "finish_training",
-    "fail_training", "release_training", "CellInfo", "cell_info", "unfinished_cells", "is_stale",
+    "finish_cell", "fail_cell", "release_cell",
+    "CellInfo", "cell_info", "unfinished_cells", "is_stale",
+    "claim_next_cell", "open_cells", "prune_cell", "skip_cell", "release_cells_of",
 ]
 
 _HOST = socket.gethostname()
@@ -274,17 +274,21 @@ class CellInfo:
 
 def cell_info(store: ResultsStore, cell_id: int) -> CellInfo | None:
     with store.session() as s:
-        row = s.execute(
-            select(Cell, Configuration, Experiment.name)
-            .join(Configuration, Cell.configuration_id == Configuration.id)
-            .join(Experiment, Cell.experiment_id == Experiment.id)
-            .where(Cell.id == cell_id)
-        ).first()
-        if row is None:
-            return None
-        c, conf, name = row
-        return CellInfo(c.id, name, conf.label, c.fold, c.seed, c.state, tuple(conf.tricks), dict(conf.params),
-                        dict(conf.toggles), conf.config_hash, c.worker, c.heartbeat_at, c.attempts)
+        return _cell_info(s, cell_id)
+
+
+def _cell_info(s: Any, cell_id: int) -> CellInfo | None:
+    row = s.execute(
+        select(Cell, Configuration, Experiment.name)
+        .join(Configuration, Cell.configuration_id == Configuration.id)
+        .join(Experiment, Cell.experiment_id == Experiment.id)
+        .where(Cell.id == cell_id)
+    ).first()
+    if row is None:
+        return None
+    c, conf, name = row
+    return CellInfo(c.id, name, conf.label, c.fold, c.seed, c.state, tuple(conf.tricks), dict(conf.params),
+                    dict(conf.toggles), conf.config_hash, c.worker, c.heartbeat_at, c.attempts)
 
 
 def unfinished_cells(store: ResultsStore, cell_ids: Iterable[int]) -> list[tuple[int, str, str | None, Any]]:
@@ -371,103 +375,109 @@ def fail_cell(store: ResultsStore, cell_id: int, worker: str, error: str, **fiel
         return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def release_cell(store: ResultsStore, cell_id: int, worker: str) -> bool:
-    """Give a cell back to the queue (Ctrl-C): the next run continues it from its training's last checkpoint."""
+def release_cell(store: ResultsStore, cell_id: int, worker: str, *, preempted: bool = False) -> bool:
+    """Give a cell back to the queue, not failed (Ctrl-C, SIGTERM, a Slurm warning signal): the next holder
+    continues it from its training's last checkpoint. ``preempted`` counts the hand-back in ``preemptions``."""
+    values: dict[str, Any] = {"state": "queued", "worker": None, "heartbeat_at": None}
+    if preempted:
+        values["preemptions"] = Cell.preemptions + 1
     with store.session() as s:
         res = s.execute(
             update(Cell).where(Cell.id == cell_id, Cell.worker == worker, Cell.state == "running")
-            .values(state="queued", worker=None, heartbeat_at=None)
-            .execution_options(synchronize_session=False)
+            .values(**values).execution_options(synchronize_session=False)
         )
         return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
 
-# ---------------------------------------------------------------------------------------------- training locks
+def prune_cell(store: ResultsStore, cell_id: int, worker: str, reason: str) -> bool:
+    """An Optuna pruner stopped the cell's training: record it as pruned (if ``worker`` still holds it)."""
+    with store.session() as s:
+        res = s.execute(update(Cell).where(Cell.id == cell_id, Cell.worker == worker)
+                        .values(state="pruned", error=reason, finished_at=utcnow())
+                        .execution_options(synchronize_session=False))
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def claim_training(store: ResultsStore, key: str, fold: int, seed: int, worker: str, timeout: float,
-                   items: dict[str, Any] | None = None, out_dir: str | None = None,
-                   device: str | None = None) -> tuple[str, Training | None]:
-    """Lock a training key. Returns ``("done", row)`` when it finished before, ``("claimed", row)`` when this
-    worker now holds it (new, failed before, or its holder died), ``("busy", row)`` when a live worker trains it."""
-    now = utcnow()
-    try:
+def skip_cell(store: ResultsStore, cell_id: int, reason: str) -> None:
+    """A queued cell whose configuration is refused becomes ``skipped`` with the reason."""
+    with store.session() as s:
+        s.execute(update(Cell).where(Cell.id == cell_id, Cell.state == "queued")
+                  .values(state="skipped", error=reason).execution_options(synchronize_session=False))
+
+
+_EXPERIMENT_IDS: dict[tuple[str, str], int] = {}
+
+
+def _experiment_id(store: ResultsStore, experiment: str) -> int | None:
+    key = (store.url, experiment)
+    if key not in _EXPERIMENT_IDS:
         with store.session() as s:
-            s.add(Training(key=key, fold=fold, seed=seed, state="running", holder=worker, heartbeat_at=now,
-                           items=items or {}, out_dir=out_dir, device=device))
-        return "claimed", None
-    except IntegrityError:
-        pass
+            eid = s.scalar(select(Experiment.id).where(Experiment.name == experiment))
+        if eid is None:
+            return None
+        _EXPERIMENT_IDS[key] = int(eid)
+    return _EXPERIMENT_IDS[key]
+
+
+def claim_next_cell(store: ResultsStore, experiment: str, worker: str, device: str,
+                    timeout: float) -> CellInfo | None:
+    """Take the lease of the experiment's next cell, in design order; None when none is claimable.
+
+    Queued cells first, in one statement: ``UPDATE cells ... WHERE id = (SELECT id ... FOR UPDATE SKIP LOCKED
+    LIMIT 1) RETURNING id``. On PostgreSQL the row lock means concurrent workers never wait on each other's
+    claims and never get the same cell; on SQLite (no row locks) the ``state = 'queued'`` condition of the
+    ``UPDATE`` decides, and a worker that lost the race tries the next cell. When nothing is queued, a
+    ``running`` cell whose holder is gone (heartbeat older than ``timeout``, or a dead process on this host) is
+    taken over with :func:`claim_cell`; its training resumes from the last checkpoint."""
+    exp_id = _experiment_id(store, experiment)
+    if exp_id is None:
+        return None
+    for _ in range(50):
+        with store.session() as s:
+            pick = (select(Cell.id).where(Cell.experiment_id == exp_id, Cell.state == "queued")
+                    .order_by(Cell.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
+            now = utcnow()
+            claimed = s.scalar(
+                update(Cell).where(Cell.id == pick, Cell.state == "queued")
+                .values(state="running", worker=worker, device=device, heartbeat_at=now, started_at=now,
+                        attempts=Cell.attempts + 1, error=None, finished_at=None)
+                .returning(Cell.id).execution_options(synchronize_session=False)
+            )
+            if claimed is not None:
+                return _cell_info(s, int(claimed))  # same transaction: one round trip less per claim
+            if not s.scalar(select(Cell.id).where(Cell.experiment_id == exp_id, Cell.state == "queued").limit(1)):
+                break
     with store.session() as s:
-        t = s.get(Training, key)
-        assert t is not None
-        if t.state == "done":
-            return "done", t
-        if t.holder == worker and t.state == "running":
-            return "claimed", t
-        if t.state == "running" and not is_stale(t.holder, t.heartbeat_at, timeout):
-            return "busy", t
-        hb_cond = (Training.heartbeat_at.is_(None) if t.heartbeat_at is None
-                   else Training.heartbeat_at == t.heartbeat_at)
-        holder_cond = Training.holder.is_(None) if t.holder is None else Training.holder == t.holder
-        res = s.execute(
-            update(Training).where(Training.key == key, Training.state == t.state, hb_cond, holder_cond)
-            .values(state="running", holder=worker, heartbeat_at=now, error=None, device=device)
-            .execution_options(synchronize_session=False)
-        )
-        return ("claimed" if res.rowcount == 1 else "busy"), t  # type: ignore[attr-defined]
+        running = s.execute(select(Cell.id, Cell.worker, Cell.heartbeat_at)
+                            .where(Cell.experiment_id == exp_id, Cell.state == "running")
+                            .order_by(Cell.id)).all()
+    for cid, holder, hb in running:
+        # holder == worker: a requeued Slurm task (same id) finds the cell its previous run held
+        if (holder == worker or is_stale(holder, hb, timeout)) and claim_cell(store, cid, worker, device, timeout):
+            return cell_info(store, cid)
+    return None
 
 
-def heartbeat_training(store: ResultsStore, key: str, worker: str) -> bool:
+def open_cells(store: ResultsStore, experiment: str) -> int:
+    """How many of the experiment's cells are queued or running."""
+    from sqlalchemy import func
+
     with store.session() as s:
-        res = s.execute(update(Training).where(Training.key == key, Training.holder == worker,
-                                               Training.state == "running")
-                        .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
-        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+        return int(s.scalar(select(func.count()).select_from(Cell).join(Experiment, Cell.experiment_id == Experiment.id)
+                            .where(Experiment.name == experiment, Cell.state.in_(("queued", "running")))) or 0)
 
 
-_CURVE_MAP = {"loss": "train_loss", "train_loss": "train_loss", "lr": "lr", "val_dice_ET": "val_dice_et",
-              "val_dice_TC": "val_dice_tc", "val_dice_WT": "val_dice_wt", "val_dice_et": "val_dice_et",
-              "val_dice_tc": "val_dice_tc", "val_dice_wt": "val_dice_wt"}
-
-
-def curve_rows(curve: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The engine's learning-curve dicts as ``curve_points`` rows (one per iteration, last one wins)."""
-    rows: dict[int, dict[str, Any]] = {}
-    for p in curve:
-        if "iteration" not in p:
-            continue
-        it = int(p["iteration"])
-        row = rows.setdefault(it, {"iteration": it, "epoch": int(p.get("epoch", 0))})
-        for k, col in _CURVE_MAP.items():
-            if k in p and p[k] is not None:
-                row[col] = float(p[k])
-    return [rows[k] for k in sorted(rows)]
-
-
-def finish_training(store: ResultsStore, key: str, worker: str, checkpoint: str, seconds: float, iterations: int,
-                    curve: list[dict[str, Any]]) -> None:
+def release_cells_of(store: ResultsStore, experiment: str, worker_prefix: str) -> int:
+    """Hand back every running cell of the experiment whose holder id starts with ``worker_prefix`` (the tasks
+    of a cancelled Slurm job); returns how many."""
+    exp_id = _experiment_id(store, experiment)
     with store.session() as s:
-        s.execute(update(Training).where(Training.key == key)
-                  .values(state="done", checkpoint=checkpoint, seconds=seconds, iterations=iterations,
-                          finished_at=utcnow(), heartbeat_at=utcnow(), holder=worker, error=None)
-                  .execution_options(synchronize_session=False))
-        s.execute(delete(CurvePoint).where(CurvePoint.training_key == key))
-        s.add_all(CurvePoint(training_key=key, **r) for r in curve_rows(curve))
-
-
-def fail_training(store: ResultsStore, key: str, worker: str, error: str) -> None:
-    with store.session() as s:
-        s.execute(update(Training).where(Training.key == key, Training.holder == worker)
-                  .values(state="failed", error=error[:4000], finished_at=utcnow())
-                  .execution_options(synchronize_session=False))
-
-
-def release_training(store: ResultsStore, key: str, worker: str) -> None:
-    with store.session() as s:
-        s.execute(update(Training).where(Training.key == key, Training.holder == worker,
-                                         Training.state == "running")
-                  .values(holder=None, heartbeat_at=None).execution_options(synchronize_session=False))
+        res = s.execute(update(Cell).where(Cell.experiment_id == exp_id, Cell.state == "running",
+                                           Cell.worker.startswith(worker_prefix))
+                        .values(state="queued", worker=None, heartbeat_at=None,
+                                preemptions=Cell.preemptions + 1)
+                        .execution_options(synchronize_session=False))
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def experiment_cells(store: ResultsStore, experiment: str) -> list[int]:

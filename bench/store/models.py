@@ -33,6 +33,7 @@ __all__ = [
     "Experiment",
     "Configuration",
     "Cell",
+    "Launch",
     "Training",
     "CellTraining",
     "CaseMetric",
@@ -139,6 +140,8 @@ class Cell(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     #: the part of the design the cell belongs to ("main", "foldover", "look-2"...): bench.design.CellRequest
     stage: Mapped[str] = mapped_column(String(40), default="main", server_default="main")
+    #: attempts that ended by a hand-back on a signal (preemption, time limit, Ctrl-C): not failures
+    preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     experiment: Mapped[Experiment] = relationship(back_populates="cells")
     configuration: Mapped[Configuration] = relationship(back_populates="cells")
@@ -240,3 +243,22 @@ class Look(Base):
     decisions: Mapped[list[Any]] = mapped_column(JSON, default=list)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Launch(Base):
+    """One launch of an experiment's workers: local processes or a Slurm job array (``job_ids``: the array and
+    any task resubmitted after it died), with the restarts and their reasons (``events``)."""
+
+    __tablename__ = "launches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    launcher: Mapped[str] = mapped_column(String(20))
+    job_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    workers: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20), default="running")
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``[{"time": iso, "text": ...}]``: submissions, restarts (with the reason), cancellation
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

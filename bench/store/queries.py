@@ -41,7 +41,7 @@ UrlLike = str | os.PathLike[str] | Engine | ResultsStore
 _CELL_COLUMNS = [
     "cell_id", "configuration_id", "label", "position", "fold", "seed", "state", "device", "training_key",
     "train_seconds", "eval_seconds", "objective", "started_at", "finished_at", "error", "git_commit", "packages",
-    "mlflow_run_id", "worker", "attempts", "stage",
+    "mlflow_run_id", "worker", "attempts", "stage", "preemptions",
 ]
 _METRIC_COLUMNS = [
     "cell_id", "configuration_id", "label", "position", "fold", "seed", "case_id", "region", "dice", "hd95",
@@ -187,6 +187,7 @@ def cells(url: UrlLike, experiment: str) -> pd.DataFrame:
                 "error": c.error, "git_commit": c.git_commit, "packages": dict(c.packages or {}),
                 "mlflow_run_id": c.mlflow_run_id, "worker": c.worker, "attempts": c.attempts,
                 "stage": c.stage,
+                "preemptions": c.preemptions,
             }
             for c, label, pos in result
         ]
