@@ -32,6 +32,10 @@ def register(subparsers: Any) -> None:
                    help="local worker processes (default: one per device in --devices)")
     p.add_argument("--devices", default=None, help="cpu, or cuda:0,cuda:1 ... (one worker per device)")
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    p.add_argument("--test-ids", default=None, metavar="FILE",
+                   help="held-out test cases (one case ID a line); sets the spec's [data] test_ids")
+    p.add_argument("--splits", default=None, metavar="FILE",
+                   help="folds from nnU-Net's splits_final.json or bench's splits.json; sets [data] splits")
     p.set_defaults(handler=_run)
 
     w = subparsers.add_parser(
@@ -75,6 +79,7 @@ def _check_positive(name: str, value: int | None) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import json
     import logging
 
     from bench.errors import SpecError
@@ -95,6 +100,12 @@ def _run(args: argparse.Namespace) -> int:
         if (args.design or spec.design) != "optuna":
             raise SpecError("--trials is only used by Optuna searches (--optuna or design = 'optuna')")
         text = _override(text, "trials", str(args.trials), table="optuna")
+    if args.test_ids is not None:  # the IDs themselves go into the stored spec, not the file's path
+        from bench.data.splits import read_id_list
+
+        text = _override(text, "test_ids", json.dumps(read_id_list(args.test_ids)), table="data")
+    if args.splits is not None:
+        text = _override(text, "splits", json.dumps(str(Path(args.splits).expanduser().resolve())), table="data")
     if text != spec.text:
         # The overrides become part of the stored spec, so workers joining later see the same experiment.
         spec = parse_spec(text, spec.source)
