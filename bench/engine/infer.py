@@ -173,6 +173,10 @@ def load_models(paths: Sequence[Path], cfg: InferenceConfig) -> tuple[list[torch
     if not paths:
         raise CheckpointError("no checkpoint given")
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        from bench.engine.cpu import tune_allocator
+
+        tune_allocator()
     models: list[torch.nn.Module] = []
     window = int(cfg.window)
     for path in paths:
