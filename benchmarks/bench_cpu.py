@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cpu.py compare [--base c0fc977] [--iterations 10] [--repeats 2]
     python benchmarks/bench_cpu.py profile [--steps 3]
+    python benchmarks/bench_cpu.py recipe [--iterations 6] [--repeats 2]
 
 ``compare`` extracts the base commit with ``git archive`` into a temporary folder, writes synthetic cases of
 the real BraTS geometry (240x240x155, 1 mm), prepares them once on the 2 mm grid, and runs the brats-cpu
@@ -10,6 +11,10 @@ model (depth 4, width 16, dense blocks + self-ensemble, 64^3 patches, batch 2, o
 ``BENCH_MALLOC_TUNING=0``), and that again with glibc's environment variables set instead. For each run it
 reports the wall time, the training loop's time (printed by ``bench train``) and the process's user and
 kernel CPU time (rusage of the finished child: the training process and its loader worker).
+
+``recipe`` times, in this tree and interleaved, the model of the former ``runs/brats-cpu.toml`` (above) and
+the one it ships now (depth 3, width 16, instance norm, no dense blocks or self-ensemble, multitask sigmoid
+region heads), to size its iteration budget.
 
 ``profile`` times one training step's parts in this process with ``torch.profiler`` (the same model and batch).
 """
@@ -52,11 +57,17 @@ def _data(work: Path, cases: int) -> Path:
     return ds.root
 
 
-def _run(tree: Path, data: Path, out: Path, iterations: int, env_extra: dict[str, str]) -> dict[str, float]:
+RECIPE_NOW = ["--tricks", "multitask", "--depth", "3", "--width", "16", "--norm", "instance", "--patch", "64",
+              "--batch", "2",
+              "--val-every", "0", "--workers", "1", "--device", "cpu", "--lr", "0.01"]
+
+
+def _run(tree: Path, data: Path, out: Path, iterations: int, env_extra: dict[str, str],
+         train: list[str] = TRAIN) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "BENCH_MALLOC_TUNING"}
     env.update(env_extra, PYTHONPATH=str(tree))
     cmd = [sys.executable, "-m", "bench", "train", "--data", str(data), "--out", str(out),
-           "--iterations", str(iterations), "--epoch-length", str(iterations), *TRAIN]
+           "--iterations", str(iterations), "--epoch-length", str(iterations), *train]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(out.parent))
     stdout, stderr = proc.communicate()
@@ -67,12 +78,13 @@ def _run(tree: Path, data: Path, out: Path, iterations: int, env_extra: dict[str
     return {"wall": wall, "train": float(m.group(2)) if m else float("nan")}
 
 
-def _timed(tree: Path, data: Path, out: Path, iterations: int, env_extra: dict[str, str]) -> dict[str, float]:
+def _timed(tree: Path, data: Path, out: Path, iterations: int, env_extra: dict[str, str],
+           train: list[str] = TRAIN) -> dict[str, float]:
     """One ``bench train`` process with its CPU times (RUSAGE_CHILDREN difference around it)."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    res = _run(tree, data, out, iterations, env_extra)
+    res = _run(tree, data, out, iterations, env_extra, train)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     res["user"] = after.ru_utime - before.ru_utime
     res["sys"] = after.ru_stime - before.ru_stime
@@ -114,6 +126,21 @@ def compare(args: argparse.Namespace) -> None:
         a, b = rows[names[0]], rows[names[1]]
         print(f"\nspeed-up of the training loop ({names[1]} over {names[0]}): "
               f"{sum(r['train'] for r in a) / sum(r['train'] for r in b):.2f}x")
+
+
+def recipe(args: argparse.Namespace) -> None:
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-cpu-"))
+    data = _data(work, args.cases)
+    variants = {"former brats-cpu model (depth 4, dense + self-ensemble, batch norm)": TRAIN,
+                "brats-cpu model now (depth 3, plain, instance norm, multitask)": RECIPE_NOW}
+    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}; {args.iterations} iterations a run")
+    for rep in range(args.repeats):
+        for i, (name, train) in enumerate(variants.items()):
+            out = work / f"recipe-{rep}-{i}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            r = _timed(HERE, data, out, args.iterations, {}, train)
+            print(f"  rep {rep} {name}: train {r['train']:.0f} s = {r['train'] / args.iterations:.2f} s/iteration, "
+                  f"sys {100 * r['sys'] / (r['user'] + r['sys']):.1f}%, load {os.getloadavg()[0]:.2f}", flush=True)
 
 
 def profile(args: argparse.Namespace) -> None:
@@ -169,6 +196,12 @@ def main() -> None:
     c.add_argument("--work", default=None, help="work folder (kept; reused data and base tree)")
     c.add_argument("--variants", default="0,1,2,3", help="which variants, by index (default all four)")
     c.set_defaults(fn=compare)
+    r = sub.add_parser("recipe")
+    r.add_argument("--iterations", type=int, default=6)
+    r.add_argument("--repeats", type=int, default=2)
+    r.add_argument("--cases", type=int, default=4)
+    r.add_argument("--work", default=None)
+    r.set_defaults(fn=recipe)
     p = sub.add_parser("profile")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rows", type=int, default=25)

@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate")
     p.add_argument("--width", type=int, default=None, help="U-Net base width")
     p.add_argument("--depth", type=int, default=None, help="U-Net down-samplings")
+    p.add_argument("--norm", choices=("instance", "batch", "group"), default=None,
+                   help="normalisation layers (default: batch on the CPU, instance on a GPU)")
     p.add_argument("--spacing", type=float, default=None, help="working grid spacing in mm (default: source)")
     p.add_argument("--val-every", type=int, default=None, help="validate every N epochs (0 = never)")
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
@@ -52,6 +54,8 @@ def register(subparsers: Any) -> None:
     q.add_argument("--weights", choices=("constant", "gaussian"), default=None, help="window weights")
     q.add_argument("--window", type=int, default=0, help="window edge (default: the training patch)")
     q.add_argument("--mirror", action="store_true", help="average with the left-right mirrored prediction")
+    q.add_argument("--regions", action="store_true",
+                   help="predict from the sigmoid ET/WT/TC outputs of a multitask model (nnU-Net's way)")
     q.add_argument("--spacing", type=float, default=None, help="working grid spacing (default: the model's)")
     q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     q.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
@@ -125,7 +129,8 @@ def _train(args: argparse.Namespace) -> int:
     stack = tricks.resolve(names, params)
 
     model_cfg = ModelConfig.for_device(args.device)
-    changes_m = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None}
+    changes_m = {k: v for k, v in (("width", args.width), ("depth", args.depth), ("norm", args.norm))
+                 if v is not None}
     if "width" in changes_m and model_cfg.max_width < changes_m["width"]:
         changes_m["max_width"] = changes_m["width"] * 16
     model_cfg = dataclasses.replace(model_cfg, **changes_m)
@@ -207,7 +212,7 @@ def _predict(args: argparse.Namespace) -> int:
         bad = [c for c in ids if c not in known]
         if bad:
             raise SpecError(f"--cases: unknown case ID(s) {', '.join(bad)}")
-    cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device)
+    cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device, regions=args.regions)
     if args.overlap is not None:
         cfg = dataclasses.replace(cfg, overlap=args.overlap)
     if args.weights is not None:
