@@ -13,8 +13,8 @@ reports the wall time, the training loop's time (printed by ``bench train``) and
 kernel CPU time (rusage of the finished child: the training process and its loader worker).
 
 ``recipe`` times, in this tree and interleaved, the model of the former ``runs/brats-cpu.toml`` (above) and
-the one it ships now (depth 3, width 16, instance norm, no dense blocks or self-ensemble, multitask sigmoid
-region heads), to size its iteration budget.
+the one it ships now (depth 3, width 16, instance norm, no dense blocks or self-ensemble), to size its
+iteration budget.
 
 ``profile`` times one training step's parts in this process with ``torch.profiler`` (the same model and batch).
 """
@@ -57,7 +57,7 @@ def _data(work: Path, cases: int) -> Path:
     return ds.root
 
 
-RECIPE_NOW = ["--tricks", "multitask", "--depth", "3", "--width", "16", "--norm", "instance", "--patch", "64",
+RECIPE_NOW = ["--depth", "3", "--width", "16", "--norm", "instance", "--patch", "64",
               "--batch", "2",
               "--val-every", "0", "--workers", "1", "--device", "cpu", "--lr", "0.01"]
 
@@ -132,7 +132,7 @@ def recipe(args: argparse.Namespace) -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-cpu-"))
     data = _data(work, args.cases)
     variants = {"former brats-cpu model (depth 4, dense + self-ensemble, batch norm)": TRAIN,
-                "brats-cpu model now (depth 3, plain, instance norm, multitask)": RECIPE_NOW}
+                "brats-cpu model now (depth 3, plain, instance norm)": RECIPE_NOW}
     print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}; {args.iterations} iterations a run")
     for rep in range(args.repeats):
         for i, (name, train) in enumerate(variants.items()):
