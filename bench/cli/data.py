@@ -74,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="held-out test fraction (default 0.2)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the splits (default 0)")
+    add_split_options(p)
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.set_defaults(handler=_prepare)
 
@@ -90,6 +91,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="axial slice (default: the one with the most tumour)")
     p.add_argument("--format", choices=_FORMATS, default=None, help="layout (default: detected)")
     p.set_defaults(handler=_show)
+
+
+def add_split_options(p: argparse.ArgumentParser) -> None:
+    """--test-ids and --splits (a fixed split), shared by `data prepare`, `train`, `predict` and `run`."""
+    p.add_argument("--test-ids", default=None, metavar="FILE",
+                   help="held-out test cases: a text file with one case ID a line")
+    p.add_argument("--splits", default=None, metavar="FILE",
+                   help="folds from nnU-Net's splits_final.json or bench's splits.json")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -122,9 +131,20 @@ def _prepare(args: argparse.Namespace) -> int:
 
     ds = prepare(args.dir, args.cache, spacing=args.spacing, normalization=args.normalization, fmt=args.format,
                  folds=args.folds, test_fraction=args.test_fraction, split_seed=args.split_seed, progress=True,
-                 workers=args.workers)
+                 workers=args.workers, test_ids=args.test_ids, splits=args.splits)
     print(f"prepared {len(ds.case_ids)} labeled + {len(ds.unlabeled_ids)} unlabeled cases in {ds.root}")
     print(f"fingerprint {ds.fingerprint}; {ds.n_folds} folds; test cases: {len(ds.test_ids())}")
+    warn_unassigned(ds)
+    return 0
+
+
+def warn_unassigned(ds: object) -> None:
+    """One warning line when a fixed split leaves labeled cases in no split."""
+    ids = ds.unassigned_ids()  # type: ignore[attr-defined]
+    if ids:
+        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        print(f"bench: warning: {len(ids)} labeled case(s) are in no split and are not used: {shown}",
+              file=sys.stderr)
     return 0
 
 

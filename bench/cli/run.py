@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
                    help="local worker processes (default: one per device in --devices)")
     p.add_argument("--devices", default=None, help="cpu, or cuda:0,cuda:1 ... (one worker per device)")
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    p.add_argument("--test-ids", default=None, metavar="FILE",
+                   help="held-out test cases (one case ID a line); sets the spec's [data] test_ids")
+    p.add_argument("--splits", default=None, metavar="FILE",
+                   help="folds from nnU-Net's splits_final.json or bench's splits.json; sets [data] splits")
     p.add_argument("--max-restarts", type=int, default=3,
                    help="dead workers (local processes, Slurm tasks) restarted per run (default 3)")
     sl = p.add_argument_group("launching on Slurm (--launcher slurm)")
@@ -145,6 +149,8 @@ def add_design_options(p: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace) -> Any:
     """The validated spec of ``args.spec`` with the design options applied (what ``bench run`` would run)."""
+    import json
+
     from bench.errors import SpecError
     from bench.runner.spec import load_spec, parse_spec
 
@@ -159,6 +165,12 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         if (args.design or spec.design) != "optuna":
             raise SpecError("--trials is only used by Optuna searches (--optuna or design = 'optuna')")
         text = _override(text, "trials", str(args.trials), table="optuna")
+    if getattr(args, "test_ids", None) is not None:  # the IDs themselves go into the stored spec, not the path
+        from bench.data.splits import read_id_list
+
+        text = _override(text, "test_ids", json.dumps(read_id_list(args.test_ids)), table="data")
+    if getattr(args, "splits", None) is not None:
+        text = _override(text, "splits", json.dumps(str(Path(args.splits).expanduser().resolve())), table="data")
     if text != spec.text:
         # The overrides become part of the stored spec, so workers joining later see the same experiment.
         spec = parse_spec(text, spec.source)

@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate")
     p.add_argument("--width", type=int, default=None, help="U-Net base width")
     p.add_argument("--depth", type=int, default=None, help="U-Net down-samplings")
+    p.add_argument("--norm", choices=("instance", "batch", "group"), default=None,
+                   help="normalisation layers (default: batch on the CPU, instance on a GPU)")
     p.add_argument("--spacing", type=float, default=None, help="working grid spacing in mm (default: source)")
     p.add_argument("--val-every", type=int, default=None, help="validate every N epochs (0 = never)")
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
@@ -36,6 +38,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default=None, help="output folder (default .bench/trainings/<training key>)")
     p.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
     p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")
+    _split_options(p)
     p.set_defaults(handler=_train)
 
     q = subparsers.add_parser(
@@ -51,14 +54,33 @@ def register(subparsers: Any) -> None:
     q.add_argument("--weights", choices=("constant", "gaussian"), default=None, help="window weights")
     q.add_argument("--window", type=int, default=0, help="window edge (default: the training patch)")
     q.add_argument("--mirror", action="store_true", help="average with the left-right mirrored prediction")
+    q.add_argument("--regions", action="store_true",
+                   help="predict from the sigmoid ET/WT/TC outputs of a multitask model (nnU-Net's way)")
     q.add_argument("--spacing", type=float, default=None, help="working grid spacing (default: the model's)")
     q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     q.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
+    _split_options(q)
     q.set_defaults(handler=_predict)
 
 
-def open_dataset(path: str, *, spacing: float | None, cache: str | None, progress: bool = True) -> Any:
-    """A prepared cache folder is opened as is; a raw dataset folder is checked, then prepared (cached)."""
+def _split_options(p: Any) -> None:
+    from bench.cli.data import add_split_options
+
+    p.add_argument("--folds", type=int, default=None,
+                   help="cross-validation folds of a raw --data folder (default 5, fewer when the cases are few)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="held-out test fraction (default 0.2)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the splits (default 0)")
+    add_split_options(p)
+
+
+def open_dataset(path: str, *, spacing: float | None, cache: str | None, progress: bool = True,
+                 args: argparse.Namespace | None = None) -> Any:
+    """A prepared cache folder is opened as is; a raw dataset folder is checked, then prepared (cached).
+
+    ``args`` carries the split options (--folds, --test-fraction, --split-seed, --test-ids, --splits). Without
+    --folds, a set too small for 5 folds gets as many as its cases allow, said in one line on stderr.
+    """
+    from bench.cli.data import warn_unassigned
     from bench.data.check import check_dataset
     from bench.data.prepare import PreparedDataset, prepare
     from bench.errors import DataError
@@ -73,7 +95,19 @@ def open_dataset(path: str, *, spacing: float | None, cache: str | None, progres
         first = report.problems[0]
         more = f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""
         raise DataError(f"--data {path} fails `bench data check`: {first.file}: {first.message}{more}")
-    return prepare(root, cache, spacing=spacing, progress=progress)
+    folds = getattr(args, "folds", None)
+    split = {
+        "folds": 5 if folds is None else folds, "lower_folds": folds is None,
+        "test_fraction": getattr(args, "test_fraction", 0.2), "split_seed": getattr(args, "split_seed", 0),
+        "test_ids": getattr(args, "test_ids", None), "splits": getattr(args, "splits", None),
+    }
+    ds = prepare(root, cache, spacing=spacing, progress=progress, **split)
+    if folds is None and split["splits"] is None and ds.n_folds < 5:
+        what = "no validation split" if ds.n_folds == 1 else "folds 0.." + str(ds.n_folds - 1)
+        print(f"bench: {len(ds.case_ids)} labeled cases allow only {ds.n_folds} fold(s) outside the test split: "
+              f"using {what} (set --folds or --test-fraction to choose)", file=sys.stderr)
+    warn_unassigned(ds)
+    return ds
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -95,7 +129,8 @@ def _train(args: argparse.Namespace) -> int:
     stack = tricks.resolve(names, params)
 
     model_cfg = ModelConfig.for_device(args.device)
-    changes_m = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None}
+    changes_m = {k: v for k, v in (("width", args.width), ("depth", args.depth), ("norm", args.norm))
+                 if v is not None}
     if "width" in changes_m and model_cfg.max_width < changes_m["width"]:
         changes_m["max_width"] = changes_m["width"] * 16
     model_cfg = dataclasses.replace(model_cfg, **changes_m)
@@ -111,7 +146,7 @@ def _train(args: argparse.Namespace) -> int:
     model_cfg.validate()
     train_cfg.validate()
 
-    ds = open_dataset(args.data, spacing=args.spacing, cache=args.cache)
+    ds = open_dataset(args.data, spacing=args.spacing, cache=args.cache, args=args)
     if not 0 <= args.fold < ds.n_folds:
         raise SpecError(f"--fold {args.fold}: the dataset has folds 0..{ds.n_folds - 1}")
     key = api.training_key(ds.fingerprint, model_cfg, train_cfg, stack)
@@ -164,7 +199,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise SpecError("--model: give at least one checkpoint file")
     for p in paths:
         load_checkpoint(p)  # missing/corrupt -> CheckpointError before any data work
-    ds = open_dataset(args.data, spacing=args.spacing, cache=args.cache)
+    ds = open_dataset(args.data, spacing=args.spacing, cache=args.cache, args=args)
     if args.cases == "all":
         ids = list(ds.case_ids)
     elif args.cases == "test":
@@ -177,7 +212,7 @@ def _predict(args: argparse.Namespace) -> int:
         bad = [c for c in ids if c not in known]
         if bad:
             raise SpecError(f"--cases: unknown case ID(s) {', '.join(bad)}")
-    cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device)
+    cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device, regions=args.regions)
     if args.overlap is not None:
         cfg = dataclasses.replace(cfg, overlap=args.overlap)
     if args.weights is not None:

@@ -3,13 +3,13 @@
 Checked: missing modality; modalities of different shapes or affines; truncated or corrupt .nii.gz; files that
 are not NIfTI; 4D images where 3D is expected and MSD 4D images without 4 channels; NaN or Inf voxels;
 all-zero modalities; label values outside the dataset's convention; label maps whose shape (or affine)
-differs from the images; empty folders; duplicate case IDs. Nothing in the input is modified (files are only
+differs from the images; empty folders; duplicate case IDs; symbolic-link loops and dangling links
+(links are followed otherwise). Nothing in the input is modified (files are only
 opened for reading).
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.formats import FORMATS, MODALITIES
-from bench.data.readers import MSD_CHANNELS, UNLABELED_DIR, CaseFiles, detect_format, list_cases, load_nifti
+from bench.data.readers import (
+    MSD_CHANNELS,
+    UNLABELED_DIR,
+    CaseFiles,
+    detect_format,
+    list_cases,
+    load_nifti,
+    walk_tree,
+)
 from bench.errors import DataError
 
 __all__ = ["Problem", "CheckSummary", "CheckReport", "check_dataset"]
@@ -88,12 +96,11 @@ def _strip(path: Path, exc: Exception) -> str:
     return msg[len(prefix):] if msg.startswith(prefix) else msg
 
 
-def _empty_dirs(root: Path) -> list[Path]:
+def _empty_dirs(root: Path, links: list[tuple[Path, str]]) -> list[Path]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if not dirnames and not [f for f in filenames if not f.startswith(".")]:
-            out.append(Path(dirpath))
+    for folder, subdirs, names in walk_tree(root, skip_unlabeled=False, problems=links):
+        if not subdirs and not [f for f in names if not f.startswith(".")]:
+            out.append(folder)
     return out
 
 
@@ -212,9 +219,12 @@ def check_dataset(root: Path | str, fmt: str | None = None, *, progress: bool = 
     if not any(p for p in root.iterdir() if not p.name.startswith(".")):
         checker.add(root, "empty folder: no cases found")
         return CheckReport(s, checker.problems)
-    for d in _empty_dirs(root):
+    links: list[tuple[Path, str]] = []
+    for d in _empty_dirs(root, links):
         if d != root:
             checker.add(d, "empty folder (expected the files of a case)")
+    for link, message in links:
+        checker.add(link, message)
     parts: list[tuple[Path, str | None]] = [(root, fmt)]
     udir = root / UNLABELED_DIR
     if udir.is_dir() and any(udir.iterdir()):

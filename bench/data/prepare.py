@@ -14,7 +14,8 @@ folder renamed into place at the end, so a crash never leaves a half-written cac
 Layout of a prepared folder::
 
     dataset.json               format, parameters, per-case metadata (CaseMeta) and source files
-    splits.json                k folds (validation IDs per fold) and the held-out test IDs
+    splits.json                k folds (validation IDs per fold; training IDs too for a fixed split), the
+                               held-out test IDs and how they were made (see bench.data.splits)
     images/<ID>.npy            float32 (4, x, y, z), channels T1, T1ce, T2, FLAIR, on the working grid
     labels/<ID>.npy            uint8 (x, y, z) class indices 0..3 on the working grid (labeled cases)
     source_labels/<ID>.npy     uint8 BraTS-2019 labels on the source grid, cropped to the bbox
@@ -34,7 +35,14 @@ from typing import Literal
 
 import numpy as np
 
-from bench.data.formats import CLASS_LABELS, Case, brats_to_classes, classes_to_brats
+from bench.data.formats import CLASS_LABELS, Case, brats_to_classes
+from bench.data.grid import (
+    classes_to_source_labels,
+    probs_to_source_labels,
+    resample,
+    to_source_grid,
+    working_geometry,
+)
 from bench.data.readers import (
     UNLABELED_DIR,
     CaseFiles,
@@ -43,11 +51,20 @@ from bench.data.readers import (
     read_case,
     require_complete,
 )
+from bench.data.splits import (
+    CLI_OPTIONS,
+    SplitOptions,
+    fixed_splits,
+    make_splits,
+    max_folds,
+    read_id_list,
+    read_splits_file,
+)
 from bench.errors import DataError, SpecError
 
 __all__ = [
     "PREPROCESS_VERSION", "NORMALIZATIONS", "DEFAULT_CACHE_ROOT", "CaseMeta", "PreparedCase", "PreparedDataset",
-    "prepare", "fingerprint_sources", "make_splits", "brain_bbox", "preprocess_case", "resample",
+    "prepare", "fingerprint_sources", "make_splits", "max_folds", "brain_bbox", "preprocess_case", "resample",
     "to_source_grid", "probs_to_source_labels", "classes_to_source_labels",
 ]
 
@@ -140,33 +157,6 @@ def brain_bbox(image: np.ndarray, label: np.ndarray | None = None) -> BBox:
     return tuple(out)  # type: ignore[return-value]
 
 
-def resample(array: np.ndarray, shape: Sequence[int], *, mode: str = "linear") -> np.ndarray:
-    """Resize (C, x, y, z) or (x, y, z) to the spatial ``shape``: "linear" (trilinear) or "nearest".
-
-    Voxel centres are aligned the same way in both directions (``align_corners=False`` / nearest-exact), so
-    going to the working grid and back is consistent.
-    """
-    arr = np.asarray(array)
-    shape = tuple(int(s) for s in shape)
-    if tuple(arr.shape[-3:]) == shape:
-        return arr
-    import torch
-    import torch.nn.functional as F
-
-    squeeze = arr.ndim == 3
-    arr = arr[None] if squeeze else arr
-    arr = np.ascontiguousarray(arr) if arr.flags.writeable else np.array(arr)  # torch refuses read-only memmaps
-    t = torch.from_numpy(arr)[None]
-    if mode == "linear":
-        out = F.interpolate(t.float(), size=shape, mode="trilinear", align_corners=False)
-    elif mode == "nearest":
-        out = F.interpolate(t.float(), size=shape, mode="nearest-exact").to(t.dtype)
-    else:
-        raise ValueError(f"unknown resampling mode {mode!r} (linear, nearest)")
-    res = out[0].numpy()
-    return res[0] if squeeze else res
-
-
 def _normalise(crop: np.ndarray, normalization: str) -> np.ndarray:
     out = np.empty_like(crop, dtype=np.float32)
     if normalization == "minmax":
@@ -181,17 +171,6 @@ def _normalise(crop: np.ndarray, normalization: str) -> np.ndarray:
             std = float(vals.std()) if vals.size else 1.0
             out[c] = np.where(brain, (crop[c] - mean) / (std if std > 0 else 1.0), 0.0)
     return out
-
-
-def working_geometry(
-    crop_shape: Sequence[int], spacing: Sequence[float], target: float | None
-) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """(working shape, working spacing) of a crop resampled to ``target`` mm (None: unchanged)."""
-    if target is None:
-        return tuple(int(s) for s in crop_shape), tuple(float(s) for s in spacing)  # type: ignore[return-value]
-    shape = tuple(max(1, int(np.floor(n * s / target + 0.5))) for n, s in zip(crop_shape, spacing))
-    wsp = tuple(float(n * s / w) for n, s, w in zip(crop_shape, spacing, shape))
-    return shape, wsp  # type: ignore[return-value]
 
 
 def preprocess_case(
@@ -216,85 +195,7 @@ def preprocess_case(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# back to the source grid (for the predictor)
-
-
-def to_source_grid(
-    array: np.ndarray, meta: CaseMeta, *, mode: str = "linear", fill: float | Sequence[float] = 0.0
-) -> np.ndarray:
-    """Put a working-grid array ((C, x, y, z) or (x, y, z)) back on the source grid: resample to the crop's
-    shape, then paste at the bbox; outside it the value is ``fill`` (one per channel allowed)."""
-    arr = np.asarray(array)
-    crop = resample(arr, meta.crop_shape, mode=mode)
-    lead = crop.shape[:-3]
-    out = np.empty((*lead, *meta.source_shape), dtype=crop.dtype)
-    fills = np.broadcast_to(np.asarray(fill, dtype=crop.dtype), lead) if lead else np.asarray(fill, crop.dtype)
-    if lead:
-        for c in range(lead[0]):
-            out[c] = fills[c]
-    else:
-        out[...] = fills
-    out[(..., *meta.crop_slices)] = crop
-    return out
-
-
-def probs_to_source_labels(probs: np.ndarray, meta: CaseMeta) -> np.ndarray:
-    """Class probabilities or logits (4, x, y, z) on the working grid -> uint8 BraTS-2019 labels on the
-    source grid (trilinear upsampling inside the bbox, argmax, background outside the bbox)."""
-    crop = resample(np.asarray(probs, dtype=np.float32), meta.crop_shape, mode="linear")
-    out = np.zeros(meta.source_shape, np.uint8)
-    out[meta.crop_slices] = classes_to_brats(np.argmax(crop, axis=0))
-    return out
-
-
-def classes_to_source_labels(classes: np.ndarray, meta: CaseMeta) -> np.ndarray:
-    """Class indices (x, y, z) on the working grid -> uint8 BraTS-2019 labels on the source grid (nearest)."""
-    crop = resample(np.asarray(classes, dtype=np.uint8), meta.crop_shape, mode="nearest")
-    out = np.zeros(meta.source_shape, np.uint8)
-    out[meta.crop_slices] = classes_to_brats(crop)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
 # splits and fingerprint
-
-
-def make_splits(
-    case_ids: Sequence[str], has_et: Sequence[bool], folds: int, test_fraction: float, seed: int = 0
-) -> dict:
-    """Deterministic stratified splits: a held-out test set (about ``test_fraction`` of the cases) and
-    ``folds`` validation folds over the rest. Cases with and without ET are spread evenly.
-
-    Returns {"n_folds", "test": [...], "val": [[...] per fold]} with sorted ID lists.
-    """
-    if folds < 1:
-        raise SpecError(f"folds must be >= 1, got {folds}")
-    if not 0.0 <= test_fraction < 1.0:
-        raise SpecError(f"test fraction must be in [0, 1), got {test_fraction}")
-    if not case_ids:  # an unlabeled-only dataset (e.g. MSD imagesTs for pseudo-labelling): empty splits
-        return {"n_folds": folds, "test": [], "val": [[] for _ in range(folds)], "seed": seed,
-                "test_fraction": test_fraction}
-    rng = np.random.default_rng(seed)
-    ids = sorted(case_ids)
-    et = dict(zip(case_ids, has_et))
-    order: list[str] = []
-    for group in ([c for c in ids if not et[c]], [c for c in ids if et[c]]):
-        order += [group[i] for i in rng.permutation(len(group))]
-    n = len(order)
-    n_test = int(round(test_fraction * n))
-    test = {order[int((j + 0.5) * n / n_test)] for j in range(n_test)} if n_test else set()
-    rest = [c for c in order if c not in test]
-    if folds > 1 and len(rest) < folds:
-        raise SpecError(
-            f"{folds} folds need at least {folds} cases outside the test split, but only {len(rest)} of "
-            f"{n} labeled cases remain (lower --folds or --test-fraction)"
-        )
-    val: list[list[str]] = [[] for _ in range(folds)]
-    if folds > 1:
-        for i, c in enumerate(rest):
-            val[i % folds].append(c)
-    return {"n_folds": folds, "test": sorted(test), "val": [sorted(v) for v in val], "seed": seed,
-            "test_fraction": test_fraction}
 
 
 def fingerprint_sources(source: Path, files: Sequence[Path], params: dict) -> str:
@@ -385,9 +286,21 @@ class PreparedDataset:
         return list(self._splits["val"][self._fold(fold)])
 
     def train_ids(self, fold: int) -> list[str]:
-        """Training cases of ``fold``: every labeled case outside the test split and the fold's validation."""
-        drop = set(self.val_ids(fold)) | set(self._splits["test"])
+        """Training cases of ``fold``: the fold's training list of a fixed split, else every labeled case
+        outside the test split, the fold's validation and the cases a fixed split left unassigned."""
+        if "train" in self._splits:
+            return list(self._splits["train"][self._fold(fold)])
+        drop = set(self.val_ids(fold)) | set(self._splits["test"]) | set(self._splits.get("unassigned", []))
         return [c for c in self.case_ids if c not in drop]
+
+    def unassigned_ids(self) -> list[str]:
+        """Labeled cases a fixed split put in no fold and not in the test set (not used)."""
+        return list(self._splits.get("unassigned", []))
+
+    @property
+    def split_source(self) -> str:
+        """How the split was made: "drawn", "test_ids", "nnunet" or "bench"."""
+        return str(self._splits.get("source", "drawn"))
 
     def test_ids(self) -> list[str]:
         """The held-out test cases (never used for training or validation)."""
@@ -465,6 +378,26 @@ def _prepare_one(job: tuple[CaseFiles, Path, float | None, str]) -> tuple[str, d
     return cf.case_id, entry
 
 
+def _fit(folds: int, n_cases: int, test_fraction: float, lower: bool) -> int:
+    return max(1, min(folds, max_folds(n_cases, test_fraction))) if lower and n_cases else folds
+
+
+def _fixed_split_inputs(
+    test_ids: Sequence[str] | str | Path | None, splits: str | Path | None, names: tuple[str, str]
+) -> dict | None:
+    """{"test": IDs or None, "folds": read_splits_file(...) or None}, or None when the split is drawn."""
+    if test_ids is None and splits is None:
+        return None
+    tests: list[str] | None = None
+    if isinstance(test_ids, (str, Path)):
+        tests = read_id_list(test_ids, what=names[0])
+    elif test_ids is not None:
+        tests = [str(t) for t in test_ids]
+    folds = read_splits_file(splits, what=names[1]) if splits is not None else None
+    # order within a list does not change the split, so it does not change the fingerprint
+    return {"test": sorted(tests) if tests is not None else None, "folds": folds}
+
+
 def _collect(source: Path, fmt: str | None) -> tuple[str, list[CaseFiles], list[CaseFiles]]:
     fmt = fmt or detect_format(source)
     cases = list_cases(source, fmt)
@@ -498,11 +431,22 @@ def prepare(
     split_seed: int = 0,
     progress: bool = True,
     workers: int = 1,
+    test_ids: Sequence[str] | str | Path | None = None,
+    splits: str | Path | None = None,
+    lower_folds: bool = False,
+    options: SplitOptions = CLI_OPTIONS,
+    split_names: tuple[str, str] = ("--test-ids", "--splits"),
 ) -> PreparedDataset:
     """Prepare (or reuse) the cache of the dataset at ``source``; see the module docstring.
 
     Returns the PreparedDataset at ``<cache_root>/<fingerprint>``; ``cache_root`` defaults to ``./.bench/cache``.
     ``workers`` > 1 prepares cases in that many processes (same result, not part of the fingerprint).
+
+    Splits: ``test_ids`` (IDs, or a text file of one ID a line) fixes the held-out test set; ``splits`` (nnU-Net's
+    ``splits_final.json`` or bench's ``splits.json``) fixes the folds (see :mod:`bench.data.splits`). With
+    ``lower_folds``, a drawn split on too few cases gets as many folds as the cases allow (down to 1, no
+    validation) instead of an error. ``options`` and ``split_names`` name the caller's options in messages.
+    The split itself is part of the fingerprint: a changed split is a new cache.
     """
     if normalization not in NORMALIZATIONS:
         raise SpecError(f"unknown normalization {normalization!r}; accepted: {', '.join(NORMALIZATIONS)}")
@@ -516,14 +460,31 @@ def prepare(
         "spacing": None if spacing is None else float(spacing), "normalization": normalization, "format": fmt,
         "folds": int(folds), "test_fraction": float(test_fraction), "split_seed": int(split_seed),
     }
+    label_ids = sorted(c.case_id for c in labeled)
+    fixed = _fixed_split_inputs(test_ids, splits, split_names)
+    if fixed is not None:
+        params["fixed_split"] = fixed
+        params.pop("test_fraction")
+        if fixed["folds"] is not None:
+            params.pop("folds")
+            params.pop("split_seed")
+        # validate the IDs before the long part (ET strata come later)
+        splits_d = fixed_splits(label_ids, test_ids=fixed["test"], folds_file=fixed["folds"],
+                                test_where=split_names[0], splits_where=split_names[1],
+                                folds=_fit(folds, len(label_ids) - len(fixed["test"] or []), 0.0, lower_folds),
+                                seed=split_seed, options=options)
+        if fixed["folds"] is None:
+            params["folds"] = splits_d["n_folds"]
+    else:
+        params["folds"] = _fit(folds, len(label_ids), test_fraction, lower_folds)
+        # validate split sizes before the long part
+        make_splits(label_ids, [True] * len(label_ids), params["folds"], test_fraction, split_seed, options=options)
     files = [p for c in labeled + unlabeled for p in c.all_files()]
     fp = fingerprint_sources(src, files, params)
     croot = (Path(cache_root) if cache_root is not None else DEFAULT_CACHE_ROOT).resolve()
     root = croot / fp
     if (root / "dataset.json").is_file():
         return PreparedDataset.open(root)
-    # validate split sizes before the long part
-    make_splits([c.case_id for c in labeled], [True] * len(labeled), folds, test_fraction, split_seed)
 
     croot.mkdir(parents=True, exist_ok=True)
     tmp = croot / f".tmp-{fp}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -555,7 +516,13 @@ def prepare(
                 if bar is not None:
                     bar.update(1)
         case_ids = sorted(c.case_id for c in labeled)
-        splits = make_splits(case_ids, [entries[c]["has_et"] for c in case_ids], folds, test_fraction, split_seed)
+        has_et = [entries[c]["has_et"] for c in case_ids]
+        if fixed is None:
+            splits = make_splits(case_ids, has_et, params["folds"], test_fraction, split_seed, options=options)
+        else:
+            splits = fixed_splits(case_ids, test_ids=fixed["test"], folds_file=fixed["folds"],
+                                  test_where=split_names[0], splits_where=split_names[1],
+                                  folds=params.get("folds", 1), seed=split_seed, has_et=has_et, options=options)
         info = {
             "version": PREPROCESS_VERSION, "fingerprint": fp, "source": str(src), "format": fmt,
             "params": params, "case_ids": case_ids, "unlabeled_ids": sorted(c.case_id for c in unlabeled),

@@ -15,6 +15,7 @@ of the dataset itself and is listed with ``list_cases(root / "unlabeled")``.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
@@ -32,7 +33,7 @@ from bench.errors import DataError
 
 __all__ = [
     "CaseFiles", "DATASET_FORMATS", "detect_format", "list_cases", "read_case", "read_label", "load_nifti",
-    "UNLABELED_DIR", "MSD_CHANNELS", "require_complete",
+    "UNLABELED_DIR", "MSD_CHANNELS", "require_complete", "walk_tree",
 ]
 
 DATASET_FORMATS: tuple[str, ...] = ("brats2019", "brats2023", "msd")
@@ -85,13 +86,55 @@ def _is_nifti_name(name: str) -> bool:
     return not name.startswith(".") and (name.lower().endswith(".nii.gz") or name.lower().endswith(".nii"))
 
 
+def _within(path: str, ancestor: str) -> bool:
+    return path == ancestor or path.startswith(ancestor.rstrip(os.sep) + os.sep)
+
+
+def walk_tree(root: Path, *, skip_unlabeled: bool = True, problems: list[tuple[Path, str]] | None = None):
+    """Yield (folder, sub-folder names, file names) below ``root``, following symbolic links, skipping hidden folders and (with
+    ``skip_unlabeled``) the top-level unlabeled/.
+
+    Datasets built from symlinks (subsets, splits) are walked like real folders. A folder link that points at
+    one of its own ancestors (a loop) is not entered, and a link whose target is missing or loops is left out
+    of the file names; each is appended to ``problems`` as (link, message) when a list is given.
+    """
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = os.path.realpath(dirpath)
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith(".") or (skip_unlabeled and Path(dirpath) == root and d == UNLABELED_DIR):
+                continue
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full) and _within(here, os.path.realpath(full)):
+                if problems is not None:
+                    problems.append((Path(full), f"symbolic link loop: points to {os.path.realpath(full)}, "
+                                                 "a folder that contains the link; not followed"))
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        names = []
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) and not os.path.exists(full):
+                if problems is not None and not name.startswith("."):
+                    problems.append((Path(full), _broken_link(full)))
+                continue
+            names.append(name)
+        yield Path(dirpath), list(keep), names
+
+
+def _broken_link(path: str) -> str:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link resolves to itself); point it at a case file or folder"
+    return f"dangling symbolic link: its target {os.readlink(path)} does not exist"
+
+
 def _walk(root: Path):
-    """Yield (folder, file names) below ``root``, skipping hidden folders and the top-level unlabeled/."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and not (Path(dirpath) == root and d == UNLABELED_DIR)
-        )
-        yield Path(dirpath), sorted(filenames)
+    for folder, _, names in walk_tree(root):
+        yield folder, names
 
 
 def detect_format(root: Path | str) -> str:

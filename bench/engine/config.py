@@ -170,6 +170,10 @@ class InferenceConfig:
     mirror: bool = False  # average with the left-right mirrored prediction
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
+    # Predict from the sigmoid region outputs (ET, WT, TC after the 4 class channels; the multitask trick's
+    # "sigmoid" mode) instead of the class softmax, as nnU-Net predicts BraTS: WT > 0.5 is oedema, TC > 0.5
+    # overwrites it with core, ET > 0.5 with enhancing tumour.
+    regions: bool = False
 
     def validate(self) -> None:
         from bench.errors import SpecError

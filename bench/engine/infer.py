@@ -24,7 +24,7 @@ from bench.errors import CheckpointError
 
 __all__ = [
     "window_starts", "window_weights", "sliding_window", "predict_probabilities", "load_models", "predict_case",
-    "resolve_device", "autocast", "region_dice", "to_source_grid",
+    "resolve_device", "autocast", "region_dice", "to_source_grid", "regions_to_classes",
 ]
 
 
@@ -128,30 +128,54 @@ def sliding_window(predict_fn: Callable[[torch.Tensor], torch.Tensor], image: to
     return out
 
 
-def _model_fn(model: torch.nn.Module, device: torch.device, amp: bool, channels_last: bool, n_classes: int
-              ) -> Callable[[torch.Tensor], torch.Tensor]:
+N_REGIONS = 3  # sigmoid region outputs ET, WT, TC (tricks.multitask.REGION_ORDER), after the class channels
+
+
+def _model_fn(model: torch.nn.Module, device: torch.device, amp: bool, channels_last: bool, n_classes: int,
+              regions: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     def fn(x: torch.Tensor) -> torch.Tensor:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with autocast(device, amp):
             logits = model(x)
+        if regions:
+            return torch.sigmoid(logits[:, n_classes:n_classes + N_REGIONS].float())
         return torch.softmax(logits[:, :n_classes].float(), 1)  # extra outputs (multitask maps) are dropped
 
     return fn
+
+
+def regions_to_classes(regions: torch.Tensor) -> torch.Tensor:
+    """Region probabilities ``(3, ...)`` in the order ET, WT, TC -> uint8 class indices (0 BG, 1 NCR/NET,
+    2 ED, 3 ET): WT > 0.5 is oedema, TC > 0.5 core, ET > 0.5 enhancing tumour, each overwriting the last."""
+    out = torch.zeros(regions.shape[1:], dtype=torch.uint8, device=regions.device)
+    out[regions[1] > 0.5] = 2
+    out[regions[2] > 0.5] = 1
+    out[regions[0] > 0.5] = 3
+    return out
 
 
 @torch.no_grad()
 def predict_probabilities(models: Sequence[torch.nn.Module], image: np.ndarray | torch.Tensor, window: int,
                           cfg: InferenceConfig, device: torch.device) -> torch.Tensor:
     """Average class probabilities ``(n_classes, X, Y, Z)`` of ``models`` (with optional left-right mirror
-    averaging) over the prepared volume ``image (C, X, Y, Z)``; on ``device``."""
+    averaging) over the prepared volume ``image (C, X, Y, Z)``; on ``device``. With ``cfg.regions``: the
+    average sigmoid region probabilities ``(3, X, Y, Z)`` (ET, WT, TC) instead."""
     x = torch.from_numpy(np.array(image, dtype=np.float32)) if isinstance(image, np.ndarray) else image
     x = x.to(device, torch.float32)
     total: torch.Tensor | None = None
     n = 0
     for model in models:
-        n_out = int(getattr(getattr(model, "cfg", None), "n_classes", 4))
-        fn = _model_fn(model, device, cfg.amp, device.type == "cuda", n_out)
+        n_classes = int(getattr(getattr(model, "cfg", None), "n_classes", 4))
+        n_out = n_classes
+        if cfg.regions:
+            if int(getattr(model, "extra_outputs", 0)) < N_REGIONS:
+                from bench.errors import SpecError
+
+                raise SpecError("inference.regions: the model has no sigmoid region outputs; train it with the "
+                                "multitask trick (regions = 'sigmoid') or predict from the classes")
+            n_out = N_REGIONS
+        fn = _model_fn(model, device, cfg.amp, device.type == "cuda", n_classes, cfg.regions)
         views = [False, True] if cfg.mirror else [False]
         for flip in views:
             xi = torch.flip(x, dims=(1,)) if flip else x
@@ -173,6 +197,10 @@ def load_models(paths: Sequence[Path], cfg: InferenceConfig) -> tuple[list[torch
     if not paths:
         raise CheckpointError("no checkpoint given")
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        from bench.engine.cpu import tune_allocator
+
+        tune_allocator()
     models: list[torch.nn.Module] = []
     window = int(cfg.window)
     for path in paths:
@@ -204,14 +232,15 @@ def model_from_checkpoint(path: Path | str, ck: dict[str, Any]) -> torch.nn.Modu
     return model
 
 
-def to_source_grid(probs: torch.Tensor, meta: Any) -> np.ndarray:
+def to_source_grid(probs: torch.Tensor, meta: Any, *, regions: bool = False) -> np.ndarray:
     """Class probabilities on the working grid -> uint8 BraTS labels on the source grid: resample to the bounding
-    box's size (trilinear), argmax, place into a background volume of ``meta.source_shape``."""
+    box's size (trilinear), argmax (``regions``: the region thresholds of :func:`regions_to_classes`), place
+    into a background volume of ``meta.source_shape``."""
     bbox = [tuple(int(v) for v in b) for b in meta.bbox]
     box_size = tuple(b - a for a, b in bbox)
     if tuple(probs.shape[1:]) != box_size:
         probs = F.interpolate(probs[None], size=box_size, mode="trilinear", align_corners=False)[0]
-    classes = probs.argmax(0).to(torch.uint8).cpu().numpy()
+    classes = (regions_to_classes(probs) if regions else probs.argmax(0).to(torch.uint8)).cpu().numpy()
     out = np.zeros(tuple(int(s) for s in meta.source_shape), dtype=np.uint8)
     out[tuple(slice(a, b) for a, b in bbox)] = classes_to_brats(classes)
     return out
@@ -222,7 +251,7 @@ def predict_case(models: Sequence[torch.nn.Module], dataset: Any, case_id: str, 
     """BraTS labels of one prepared case on its source grid."""
     case = dataset.load(case_id)
     probs = predict_probabilities(models, case.image, window, cfg, device)
-    return to_source_grid(probs, case.meta)
+    return to_source_grid(probs, case.meta, regions=cfg.regions)
 
 
 def region_dice(pred_classes: np.ndarray, gt_classes: np.ndarray) -> dict[str, float]:

@@ -90,6 +90,9 @@ def run_training(ctx: TrainContext, *, pools: Sequence[CasePool] | None = None,
         # changes float reduction order).
         threads = cfg.threads if cfg.threads > 0 else _usable_cores()
         torch.set_num_threads(threads)
+        from bench.engine.cpu import tune_allocator
+
+        tune_allocator()  # before the loader forks its workers; they inherit it
     try:
         return _train_loop(ctx, pools, val_ids, device, final_path, last_path, arch)
     finally:

@@ -92,7 +92,7 @@ _TOP_KEYS = {
 }
 _FRACTIONAL_KEYS = ("resolution", "runs", "foldover")
 _DATA_KEYS = ("path", "synthetic", "format", "folds", "test_fraction", "split_seed", "spacing", "normalization",
-              "test_cases")
+              "test_cases", "test_ids", "splits")
 _SYNTH_KEYS = ("cases", "unlabeled", "shape", "seed", "format")
 _ROW_KEYS = ("label", "tricks", "params")
 _OPTUNA_KEYS = ("trials", "sampler", "pruner", "seed", "search_params")
@@ -114,6 +114,8 @@ class DataSpec:
     spacing: float | None = None
     normalization: str = "minmax"
     test_cases: int = 0  # evaluate only the first N test cases (0 = all)
+    test_ids: tuple[str, ...] | str | None = None  # fixed held-out IDs, or a text file of one ID a line
+    splits: str | None = None  # nnU-Net splits_final.json or bench splits.json: the folds
 
     @property
     def is_synthetic(self) -> bool:
@@ -352,6 +354,33 @@ def _resolve_row(source: str, where: str, names: list[str], params: dict[str, di
         raise _err(source, f"{where}: {exc}") from None
 
 
+def _fixed_split(source: str, data_raw: dict, check_data: bool) -> dict[str, Any]:
+    """``test_ids`` (a list of IDs or a file) and ``splits`` (a file), files resolved against the spec's folder."""
+
+    def file(key: str, value: str) -> str:
+        p = Path(value).expanduser()
+        if not p.is_absolute() and source not in ("<spec>", "<text>") and not p.exists():
+            alt = Path(source).parent / p
+            if alt.exists():
+                p = alt
+        if check_data and not p.is_file():
+            raise _err(source, f"data.{key} = {value!r}: no such file")
+        return str(p)
+
+    out: dict[str, Any] = {}
+    if "test_ids" in data_raw:
+        v = data_raw["test_ids"]
+        if isinstance(v, str):
+            out["test_ids"] = file("test_ids", v)
+        elif isinstance(v, list) and v and all(isinstance(i, str) and i for i in v):
+            out["test_ids"] = tuple(v)
+        else:
+            raise _err(source, f"data.test_ids = {v!r} must be a list of case IDs or a text file (one ID a line)")
+    if "splits" in data_raw:
+        out["splits"] = file("splits", _typed(source, "data.splits", data_raw["splits"], str, "a JSON file path"))
+    return out
+
+
 def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) -> Spec:
     """Parse and validate a spec's TOML text. Raises :class:`SpecError` naming ``source`` and the key."""
     try:
@@ -414,8 +443,17 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
                  if "spacing" in data_raw else None),
         normalization=_typed(source, "data.normalization", data_raw.get("normalization", "minmax"), str, "a string"),
         test_cases=_typed(source, "data.test_cases", data_raw.get("test_cases", 0), int, "an integer"),
+        **_fixed_split(source, data_raw, check_data),
     )
-    if data.folds < 2:
+    if data.splits is not None and check_data:
+        from bench.data.splits import read_splits_file
+
+        try:
+            n = len(read_splits_file(data.splits, what="data.splits").get("val", []))
+        except BenchError as exc:
+            raise _err(source, str(exc)) from None
+        data = dataclasses.replace(data, folds=n)
+    if data.folds < 2 and data.splits is None:
         raise _err(source, f"data.folds = {data.folds} must be >= 2")
     if not 0 < data.test_fraction < 1:
         raise _err(source, f"data.test_fraction = {data.test_fraction} must be in (0, 1)")

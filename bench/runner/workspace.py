@@ -130,7 +130,10 @@ def ensure_dataset(spec: Spec, ws: Workspace, *, progress: bool = False) -> Any:
     if key not in _DATASETS:
         _DATASETS[key] = prepare(source, ws.cache, spacing=spec.data.spacing, normalization=spec.data.normalization,
                                  fmt=spec.data.format, folds=spec.data.folds, test_fraction=spec.data.test_fraction,
-                                 split_seed=spec.data.split_seed, progress=progress)
+                                 split_seed=spec.data.split_seed, progress=progress,
+                                 test_ids=spec.data.test_ids, splits=spec.data.splits,
+                                 options=("data.folds", "data.test_fraction"),
+                                 split_names=("data.test_ids", "data.splits"))
     return _DATASETS[key]
 
 
