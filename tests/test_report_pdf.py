@@ -77,3 +77,20 @@ def test_appendix_has_no_line_wider_than_the_text_block(tmp_path: Path) -> None:
     missing = [w for w in unquoted(spec) if w not in words and len(w) < VERBATIM_COLUMNS]
     assert not missing, missing[:10]
     assert "a_single_unbreakable_token_" in appendix and "x" * 40 in appendix
+
+
+@needs_tex
+@pytest.mark.parametrize("seeds", [(0,), (0, 1)])
+def test_effect_tables_fit_the_text_block(tmp_path: Path, seeds: tuple[int, ...]) -> None:
+    """Main effects and interactions of a 2^4 grid: with one seed every interval carries the cases-only mark."""
+    names = ["warmup", "heuristic_sampling", "focal_loss", "patch_fusion"]
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    fill_results(url, "fx", "full", grid_rows(names), lambda ci, f, s, k, r: (0.5 + 0.01 * ci + 0.001 * k + 0.01 * s,
+                                                                              5.0),
+                 seeds=seeds, cases=3, spec=packaged_specs()["demo"].read_text(), factors=names)
+    build_report(url, "fx", out=tmp_path, pdf=True)
+    tex = (tmp_path / "fx" / "report.tex").read_text()
+    assert r"\label{tab:fx-interaction}" in tex
+    assert (r"$^\dagger$: cases only" in tex) == (len(seeds) == 1)
+    log = (tmp_path / "fx" / "report.log").read_text(errors="replace")
+    assert "Output written" in log and not _overfull(log), _overfull(log)

@@ -109,10 +109,10 @@ def _end_table(n_rows: int, closing: str, footnote: str | None) -> list[str]:
     return lines
 
 
-def _first_col(labels: list[str]) -> str:
+def _first_col(labels: list[str], width: str = "3.9cm") -> str:
     """Column spec of the label column: wraps long labels (a 2^6 grid has 60-character labels)."""
     if max((len(x) for x in labels), default=0) > 28:
-        return r">{\raggedright\arraybackslash}p{3.9cm}"
+        return rf">{{\raggedright\arraybackslash}}p{{{width}}}"
     return "l"
 
 
@@ -230,10 +230,14 @@ def effects(a: Analysis) -> str:
             if sub.empty:
                 continue
             names = list(dict.fromkeys(sub["effect"]))
+            caption = text.effects_caption(a, MARKUP, kind)
+            if not sub["run_measured"].all():  # the tag as a mark: six spelled-out tags overflow the page
+                caption += rf" $^\dagger$: {text.CASES_ONLY_TAG}."
             lines, closing = _begin_table(
-                len(names), _first_col(names) + "c" * 6, text.effects_caption(a, MARKUP, kind),
-                f"tab:{_slug(a.experiment)}-{kind}", header,
+                len(names), _first_col(names, "2.8cm") + "c" * 6, caption, f"tab:{_slug(a.experiment)}-{kind}", header,
             )
+            if not closing:  # a float: six interval columns and a wrapped label column fit with narrower gaps
+                lines.insert(lines.index(r"\centering") + 1, r"\setlength{\tabcolsep}{3.5pt}")
             for name in names:
                 rows = sub[sub["effect"] == name].set_index("metric")
                 est, ci = [], []
@@ -245,7 +249,7 @@ def effects(a: Analysis) -> str:
                     r = rows.loc[metric_name(m)]
                     star = "*" if bool(r["significant"]) else ""
                     est.append(text.fmt_signed(r["estimate"]) + star)
-                    tag = "" if bool(r["run_measured"]) else f" {text.CASES_ONLY_TAG}"
+                    tag = "" if bool(r["run_measured"]) else r"$^\dagger$"
                     ci.append(rf"{{\scriptsize [{text.fmt_signed(r['ci_lo'])}, {text.fmt_signed(r['ci_hi'])}]{tag}}}")
                 lines.append(_label(name) + " & " + " & ".join(est) + r" \\")
                 lines.append(" & " + " & ".join(ci) + r" \\[2pt]")
