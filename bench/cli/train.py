@@ -161,10 +161,9 @@ def _train(args: argparse.Namespace) -> int:
     for existing in (out / api.FINAL_CHECKPOINT, out / api.LAST_CHECKPOINT):
         if existing.exists():  # refuse a checkpoint of another model before any work
             check_arch(existing, load_checkpoint(existing)["arch"], arch)
-    from tqdm import tqdm
+    from bench.bars import progress_bar
 
-    bar = tqdm(total=train_cfg.iterations, desc=f"train {stack.label()}", unit="it", file=sys.stderr,
-               dynamic_ncols=True)
+    bar = progress_bar(total=train_cfg.iterations, desc=f"train {stack.label()}", unit="it")
 
     def progress(info: dict[str, Any]) -> None:
         bar.n = info["iteration"]
@@ -218,13 +217,13 @@ def _predict(args: argparse.Namespace) -> int:
     if args.weights is not None:
         cfg = dataclasses.replace(cfg, weights=args.weights)
     cfg.validate()
-    from tqdm import tqdm
+    from bench.bars import progress_bar
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     n = 0
-    for case_id, labels in tqdm(api.predict(paths, ds, ids, cfg), total=len(ids), desc="predict", unit="case",
-                                file=sys.stderr, dynamic_ncols=True):
+    for case_id, labels in progress_bar(iterable=api.predict(paths, ds, ids, cfg), total=len(ids), desc="predict",
+                                        unit="case"):
         meta = ds.load(case_id).meta
         write_prediction(labels, case_id, meta.affine, out, meta.format)
         n += 1

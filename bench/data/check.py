@@ -247,9 +247,9 @@ def check_dataset(root: Path | str, fmt: str | None = None, *, progress: bool = 
             checker.add(where, f"duplicate case ID {cf.case_id} (also in {first.files.get('image') or first.folder})")
     bar = None
     if progress and cases:
-        from tqdm import tqdm
+        from bench.bars import progress_bar
 
-        bar = tqdm(total=len(cases), desc=f"checking {root.name}", unit="case")
+        bar = progress_bar(total=len(cases), desc=f"checking {root.name}", unit="case")
     try:
         for cf in cases:
             s.n_cases += 1

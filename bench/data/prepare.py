@@ -492,9 +492,9 @@ def prepare(
         (tmp / sub).mkdir(parents=True)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from bench.bars import progress_bar
 
-        bar = tqdm(total=len(labeled) + len(unlabeled), desc=f"preparing {src.name}", unit="case")
+        bar = progress_bar(total=len(labeled) + len(unlabeled), desc=f"preparing {src.name}", unit="case")
     try:
         entries: dict[str, dict] = {}
         jobs = [(cf, tmp, spacing, normalization) for cf in labeled + unlabeled]

@@ -477,9 +477,9 @@ def synthesize(
     total = cases + unlabeled
     bar = None
     if progress:
-        from tqdm import tqdm
+        from bench.bars import progress_bar
 
-        bar = tqdm(total=total, desc="synthesising", unit="case")
+        bar = progress_bar(total=total, desc="synthesising", unit="case")
     try:
         for i, (cid, plan) in enumerate(zip(ids, plans)):
             ph = make_phantom(shape, np.random.default_rng([seed, 1, i]), plan)

@@ -238,9 +238,9 @@ def evaluate_folder(
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise DataError(f"--jobs {jobs}: expected a whole number >= 1")
-    from tqdm import tqdm
+    from bench.bars import progress_bar
 
-    bar = tqdm(total=len(matching.pairs), desc="evaluating", unit="case", disable=not progress)
+    bar = progress_bar(total=len(matching.pairs), desc="evaluating", unit="case", disable=not progress)
     rows: list[CaseRow] = []
     lesions: list[LesionRow] = []
     jobs_in = [(pred, cf, lesion_cohort) for pred, cf in matching.pairs]

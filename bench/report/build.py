@@ -348,7 +348,7 @@ def build_report(
     labels raise :class:`StoreError` naming the known ones. ``metric = "lesion_dice"`` tabulates and ranks by
     the BraTS 2023 lesion-wise Dice and HD95 of the spec's cohort, written to ``<out>/<experiment>-lesionwise/``.
     """
-    from tqdm import tqdm
+    from bench.bars import progress_bar
 
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -364,7 +364,7 @@ def build_report(
         from bench.report import forward as forward_mod
 
         data, fwd = forward_mod.confirmation_data(data)
-    steps = tqdm(total=4 + len(formats), desc="report", unit="step", disable=not progress, leave=False)
+    steps = progress_bar(total=4 + len(formats), desc="report", unit="step", disable=not progress, leave=False)
     a = tables.analyse(data, baseline=baseline, config=config, n_boot=n_boot, seed=seed)
     a.metric_note = metric_note
     _importances(a, data, Path(workspace) if workspace else None, storage)
