@@ -172,6 +172,12 @@ def evaluate_pair(pred_path: Path, case_files: CaseFiles) -> list[CaseRow]:
 
     Raises DataError when a file is unreadable, holds foreign labels, or the shapes differ.
     """
+    pred, gt, spacing = _read_pair(pred_path, case_files)
+    return case_rows(case_files.case_id, evaluate_case(pred, gt, spacing, BRATS2019))
+
+
+def _read_pair(pred_path: Path, case_files: CaseFiles) -> tuple[Any, Any, Any]:
+    """(prediction, reference, spacing) in BraTS 2019 labels on the reference grid; DataError on a mismatch."""
     gt, _, spacing = read_label(case_files)
     raw, _, _ = load_nifti(pred_path)
     if raw.shape != gt.shape:
@@ -180,23 +186,14 @@ def evaluate_pair(pred_path: Path, case_files: CaseFiles) -> list[CaseRow]:
             f"{Path(str(case_files.seg)).name} shape {tuple(gt.shape)}; predictions must be on the source "
             "grid"
         )
-    pred = _prediction_labels(pred_path, raw, case_files.format)
-    return case_rows(case_files.case_id, evaluate_case(pred, gt, spacing, BRATS2019))
+    return _prediction_labels(pred_path, raw, case_files.format), gt, spacing
 
 
 def evaluate_pair_lesionwise(
     pred_path: Path, case_files: CaseFiles, cohort: str | Cohort
 ) -> tuple[list[CaseRow], list[LesionRow]]:
     """:func:`evaluate_pair` plus the BraTS 2023 lesion-wise values of ``cohort`` (files read once)."""
-    gt, _, spacing = read_label(case_files)
-    raw, _, _ = load_nifti(pred_path)
-    if raw.shape != gt.shape:
-        raise DataError(
-            f"{pred_path}: prediction shape {tuple(raw.shape)} differs from the reference "
-            f"{Path(str(case_files.seg)).name} shape {tuple(gt.shape)}; predictions must be on the source "
-            "grid"
-        )
-    pred = _prediction_labels(pred_path, raw, case_files.format)
+    pred, gt, spacing = _read_pair(pred_path, case_files)
     rows = case_rows(case_files.case_id, evaluate_case(pred, gt, spacing, BRATS2019))
     lesions = lesionwise_case(pred, gt, spacing, cohort, BRATS2019)
     return rows, [LesionRow(case_files.case_id, r, m) for r, m in lesions.items()]
