@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats as sps
+from tiny_spec import TINY_DATA_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "runs" / "fractional.toml"
@@ -76,18 +77,7 @@ folds = [0]
 seeds = [0, 1]
 [params]
 warmup = { epochs = 1 }
-[data]
-path = "synthetic"
-folds = 3
-test_fraction = 0.25
-test_cases = 2
-[data.synthetic]
-cases = 8
-shape = [32, 32, 32]
-[model]
-depth = 2
-width = 4
-[train]
+""" + TINY_DATA_MODEL + """[train]
 iterations = 2
 epoch_length = 2
 patch = 16

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_spec import TINY_DATA_MODEL
 
 from bench.errors import SpecError
 from bench.runner.spec import parse_spec
@@ -21,18 +22,7 @@ factors = ["patch_fusion"]
 folds = [0]
 seeds = [0]
 {evaluation}
-[data]
-path = "synthetic"
-folds = 3
-test_fraction = 0.25
-test_cases = 2
-[data.synthetic]
-cases = 8
-shape = [32, 32, 32]
-[model]
-depth = 2
-width = 4
-[train]
+""" + TINY_DATA_MODEL + """[train]
 iterations = 4
 epoch_length = 2
 patch = 16

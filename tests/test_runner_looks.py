@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from tiny_spec import TINY_DATA_MODEL
 
 from bench.runner import looks
 from bench.runner.launch import RunOptions, launch, prepare_run
@@ -27,18 +28,7 @@ folds = {folds}
 seeds = [0, 1]
 [params]
 warmup = {{ epochs = 1 }}
-[data]
-path = "synthetic"
-folds = 3
-test_fraction = 0.25
-test_cases = 2
-[data.synthetic]
-cases = 8
-shape = [32, 32, 32]
-[model]
-depth = 2
-width = 4
-[train]
+""" + TINY_DATA_MODEL + """[train]
 iterations = 6
 epoch_length = 2
 val_every = 3

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_spec import TINY_DATA_MODEL
 
 from bench.runner.launch import RunOptions, prepare_run
 from bench.runner.spec import parse_spec
@@ -26,18 +27,7 @@ folds = [0]
 seeds = {seeds}
 [params]
 warmup = {{ epochs = 1 }}
-[data]
-path = "synthetic"
-folds = 3
-test_fraction = 0.25
-test_cases = 2
-[data.synthetic]
-cases = 8
-shape = [32, 32, 32]
-[model]
-depth = 2
-width = 4
-[train]
+""" + TINY_DATA_MODEL + """[train]
 iterations = {iterations}
 epoch_length = 2
 patch = 16

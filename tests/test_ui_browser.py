@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_spec import TINY_DATA_MODEL
 
 from bench.runner.tracking import (
     EXPERIMENT_KIND,
@@ -44,18 +45,7 @@ folds = [0]
 seeds = [0]
 [params]
 warmup = { epochs = 1 }
-[data]
-path = "synthetic"
-folds = 3
-test_fraction = 0.25
-test_cases = 2
-[data.synthetic]
-cases = 8
-shape = [32, 32, 32]
-[model]
-depth = 2
-width = 4
-[train]
+""" + TINY_DATA_MODEL + """[train]
 iterations = 8
 epoch_length = 2
 patch = 16

@@ -1,0 +1,15 @@
+"""The data and model sections of the tiny specs that runner tests train end to end (8 synthetic 32^3 cases,
+2 test cases, a depth-2 width-4 U-Net); each test adds its own header and ``[train]`` section."""
+
+TINY_DATA_MODEL = """[data]
+path = "synthetic"
+folds = 3
+test_fraction = 0.25
+test_cases = 2
+[data.synthetic]
+cases = 8
+shape = [32, 32, 32]
+[model]
+depth = 2
+width = 4
+"""
