@@ -1,6 +1,6 @@
 """CPU training speed: this tree against a base commit, side by side in one run, and a profile of the step.
 
-    python benchmarks/bench_cpu.py compare [--base c0fc977] [--iterations 10] [--repeats 2]
+    python benchmarks/bench_cpu.py compare [--base c0fc977] [--iterations 14] [--repeats 2] [--variants 0,1,4]
     python benchmarks/bench_cpu.py profile [--steps 3]
     python benchmarks/bench_cpu.py recipe [--iterations 6] [--repeats 2]
 
@@ -8,7 +8,8 @@
 the real BraTS geometry (240x240x155, 1 mm), prepares them once on the 2 mm grid, and runs the brats-cpu
 model (depth 4, width 16, dense blocks + self-ensemble, 64^3 patches, batch 2, one loader worker) as
 ``bench train`` processes, interleaved: base, this tree, this tree with the allocator tuning off (through
-``BENCH_MALLOC_TUNING=0``), and that again with glibc's environment variables set instead. For each run it
+``BENCH_MALLOC_TUNING=0``), that again with glibc's environment variables set instead, and this tree with the
+channels-last layout off (``BENCH_CPU_CHANNELS_LAST=0``). For each run it
 reports the wall time, the training loop's time (printed by ``bench train``) and the process's user and
 kernel CPU time (rusage of the finished child: the training process and its loader worker).
 
@@ -101,6 +102,7 @@ def compare(args: argparse.Namespace) -> None:
         "this tree": (HERE, {}),
         "this tree, tuning off": (HERE, {"BENCH_MALLOC_TUNING": "0"}),
         "this tree, tuning off + glibc env": (HERE, {"BENCH_MALLOC_TUNING": "0", **ENV_ROUTE}),
+        "this tree, channels-last off": (HERE, {"BENCH_CPU_CHANNELS_LAST": "0"}),
     }
     names = [n for i, n in enumerate(variants) if str(i) in args.variants.split(",")]
     print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}; {args.iterations} iterations a run; data {data}")
@@ -190,11 +192,13 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("compare")
     c.add_argument("--base", default="c0fc977")
-    c.add_argument("--iterations", type=int, default=10)
+    c.add_argument("--iterations", type=int, default=14)
     c.add_argument("--repeats", type=int, default=2)
     c.add_argument("--cases", type=int, default=4)
     c.add_argument("--work", default=None, help="work folder (kept; reused data and base tree)")
-    c.add_argument("--variants", default="0,1,2,3", help="which variants, by index (default all four)")
+    c.add_argument("--variants", default="0,1,4",
+                   help="which variants, by index: 0 base, 1 this tree, 2 allocator tuning off, 3 tuning off with "
+                        "glibc's environment variables, 4 channels-last off (default 0,1,4)")
     c.set_defaults(fn=compare)
     r = sub.add_parser("recipe")
     r.add_argument("--iterations", type=int, default=6)

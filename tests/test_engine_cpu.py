@@ -71,3 +71,44 @@ def test_cpu_training_tunes_the_allocator_unless_switched_off(switch, expected, 
     code = _TRAIN.replace("sys.argv[1]", repr(str(tmp_path / "t")))
     res = _run(code, **env)
     assert res == {"before": False, "after": expected}
+
+
+def _tiny_model(norm: str):
+    import dataclasses
+
+    from bench.engine.config import ModelConfig
+    from bench.engine.model import build_model
+
+    return build_model(dataclasses.replace(ModelConfig.cpu(), depth=2, width=4, norm=norm))
+
+
+@pytest.mark.parametrize("norm, expected", [("batch", True), ("instance", False), ("group", False)])
+def test_channels_last_on_cpu_only_for_models_whose_norm_keeps_the_layout(norm, expected, monkeypatch) -> None:
+    from bench.engine.cpu import LAYOUT_SWITCH, channels_last_on_cpu
+
+    monkeypatch.delenv(LAYOUT_SWITCH, raising=False)
+    assert channels_last_on_cpu(_tiny_model(norm)) is expected
+    monkeypatch.setenv(LAYOUT_SWITCH, "0")
+    assert channels_last_on_cpu(_tiny_model(norm)) is False
+
+
+def test_cpu_prediction_in_channels_last_equals_ncdhw(monkeypatch) -> None:
+    """The layout changes the speed, not the prediction: class probabilities of a batch-norm model agree to
+    float32 rounding between channels-last and NCDHW inference on the CPU."""
+    import torch
+
+    from bench.engine.config import InferenceConfig
+    from bench.engine.cpu import LAYOUT_SWITCH
+    from bench.engine.infer import predict_probabilities
+
+    torch.manual_seed(0)
+    model = _tiny_model("batch").eval()
+    image = torch.rand(4, 20, 18, 16)
+    cfg = InferenceConfig(mirror=True, overlap=0.5)
+    monkeypatch.setenv(LAYOUT_SWITCH, "0")
+    plain = predict_probabilities([model], image, 16, cfg, torch.device("cpu"))
+    monkeypatch.setenv(LAYOUT_SWITCH, "1")
+    model_cl = model.to(memory_format=torch.channels_last_3d)
+    fast = predict_probabilities([model_cl], image, 16, cfg, torch.device("cpu"))
+    assert fast.shape == plain.shape == (4, 20, 18, 16)
+    assert float((fast - plain).abs().max()) < 1e-5

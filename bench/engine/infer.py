@@ -131,6 +131,15 @@ def sliding_window(predict_fn: Callable[[torch.Tensor], torch.Tensor], image: to
 N_REGIONS = 3  # sigmoid region outputs ET, WT, TC (tricks.multitask.REGION_ORDER), after the class channels
 
 
+def _channels_last(model: torch.nn.Module, device: torch.device) -> bool:
+    """Channels-last 3D at inference: always on CUDA; on the CPU where it is faster (bench.engine.cpu)."""
+    if device.type == "cuda":
+        return True
+    from bench.engine.cpu import channels_last_on_cpu
+
+    return channels_last_on_cpu(model)
+
+
 def _model_fn(model: torch.nn.Module, device: torch.device, amp: bool, channels_last: bool, n_classes: int,
               regions: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     def fn(x: torch.Tensor) -> torch.Tensor:
@@ -175,7 +184,7 @@ def predict_probabilities(models: Sequence[torch.nn.Module], image: np.ndarray |
                 raise SpecError("inference.regions: the model has no sigmoid region outputs; train it with the "
                                 "multitask trick (regions = 'sigmoid') or predict from the classes")
             n_out = N_REGIONS
-        fn = _model_fn(model, device, cfg.amp, device.type == "cuda", n_classes, cfg.regions)
+        fn = _model_fn(model, device, cfg.amp, _channels_last(model, device), n_classes, cfg.regions)
         views = [False, True] if cfg.mirror else [False]
         for flip in views:
             xi = torch.flip(x, dims=(1,)) if flip else x
@@ -207,7 +216,7 @@ def load_models(paths: Sequence[Path], cfg: InferenceConfig) -> tuple[list[torch
         ck = load_checkpoint(path)
         model = model_from_checkpoint(path, ck)
         model.to(device)
-        if device.type == "cuda":
+        if _channels_last(model, device):
             model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         model.eval()
         models.append(model)

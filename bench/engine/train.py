@@ -132,11 +132,16 @@ def _train_loop(ctx: TrainContext, pools: Sequence[CasePool] | None, val_ids: Se
     cfg, recipe = ctx.train_cfg, ctx.recipe
     out = Path(ctx.out_dir)
     use_amp = bool(cfg.amp and device.type == "cuda")
-    channels_last = bool(cfg.channels_last and device.type == "cuda")
 
     torch.manual_seed(cfg.seed)
     model = build_model(ctx.model_cfg, recipe.block, recipe.head, recipe.block_options,
                         recipe.extra_outputs).to(device)
+    if device.type == "cuda":
+        channels_last = bool(cfg.channels_last)
+    else:
+        from bench.engine.cpu import channels_last_on_cpu
+
+        channels_last = channels_last_on_cpu(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
