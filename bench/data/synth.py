@@ -27,8 +27,11 @@ import numpy as np
 from bench.data.formats import BRATS2023, MODALITIES, MSD, brats_affine, from_brats
 from bench.data.writers import atomic_write_bytes, write_nifti
 
-__all__ = ["SYNTH_FORMATS", "DEFAULT_SHAPE", "CasePlan", "Phantom", "plan_cases", "make_phantom", "synthesize"]
+__all__ = ["PHANTOM_VERSION", "SYNTH_FORMATS", "DEFAULT_SHAPE", "CasePlan", "Phantom", "plan_cases", "make_phantom", "synthesize"]
 
+# Changes with anything that changes the phantoms a seed draws; part of the workspace's synthetic-data key, so
+# a workspace made by another version generates its data anew instead of reusing the old phantoms.
+PHANTOM_VERSION = 2
 SYNTH_FORMATS: tuple[str, ...] = ("brats2019", "brats2023", "msd")
 DEFAULT_SHAPE: tuple[int, int, int] = (240, 240, 155)
 _REF = np.array(DEFAULT_SHAPE, dtype=np.float64)
@@ -45,7 +48,9 @@ _T = {
     "ed": (0.66, 0.68, 1.10, 1.32),
     "ncr": (0.38, 0.36, 1.38, 0.92),
     "et": (0.74, 1.72, 0.88, 1.08),
-    "net": (0.55, 0.60, 1.02, 1.18),
+    # non-enhancing core of low-grade-like cases: bright on T2 but darker than edema on FLAIR (the T2-FLAIR
+    # mismatch of many low-grade gliomas), dark on T1: distinguishable from edema, as raters distinguish it
+    "net": (0.50, 0.55, 1.50, 1.02),
 }
 _TISSUE = {k: np.array(v, dtype=np.float32) for k, v in _T.items()}
 
@@ -313,7 +318,7 @@ def make_phantom(shape: Sequence[int], rng: np.random.Generator, plan: CasePlan 
         strength *= 0.6
         strength += 0.4
         # tumour core, off-centre inside the edema
-        r_core = rw * rng.uniform(0.45, 0.7)
+        r_core = rw * rng.uniform(0.55, 0.8)
         cc = center - lo + rng.uniform(-0.25, 0.25, 3) * (rw - r_core)
         tc = _radius(_coords(llo, lhi, cc, r_core))
         tc *= 1 + 0.12 * f[2]
@@ -323,16 +328,16 @@ def make_phantom(shape: Sequence[int], rng: np.random.Generator, plan: CasePlan 
         lab[core >= 0.5] = 1
         ncr = None
         if not plan.low_grade:
-            rim = rng.uniform(0.18, 0.35) if r_wt > 16 else rng.uniform(0.35, 0.6)
-            # uneven rim, at least 1.6 voxels thick so the necrosis stays enclosed by enhancement
+            rim = rng.uniform(0.12, 0.25) if r_wt > 16 else rng.uniform(0.25, 0.45)
+            # uneven rim, at least 1.3 voxels thick so the necrosis stays enclosed by enhancement
             rc = float(r_core.mean())
             tn = np.maximum(tc * (1 + 0.18 * f[1][sel]), tc)
-            ncr = np.minimum(_ramp((1.0 - tn) * rc - max(rim * rc, 1.6)), core)
+            ncr = np.minimum(_ramp((1.0 - tn) * rc - max(rim * rc, 1.3)), core)
             lab[(core >= 0.5) & (ncr < 0.5)] = 4
         sub = label[sl]
         cur = sub[sel]
         sub[sel] = np.where(lab > 0, lab, cur)
-        het = 1.0 + 0.12 * f[0][sel]  # uneven enhancement
+        het = 1.0 + 0.22 * f[0][sel]  # uneven enhancement
         layers.append((p, edf * strength, core, ncr, het))
 
     # --- intensities per modality, on brain voxels ---

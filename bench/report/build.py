@@ -373,7 +373,9 @@ def build_report(
     out_dir = Path(out) / (_safe_dirname(data.experiment) + ("-lesionwise" if metric_note else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    notes: list[str] = []
+    from bench.evaluation.missed import missed_notes
+
+    notes: list[str] = missed_notes(data.case_metrics)  # a region never predicted is never just a low mean
     figures: list[tuple[str, str]] = []
     if plots:
         from bench.report import plots as plots_mod

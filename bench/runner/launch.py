@@ -262,6 +262,16 @@ def _threads(opts: RunOptions) -> int:
     return 0
 
 
+def _missed_by_cell(metrics: Any) -> dict[int, str]:
+    """cell id -> "no ET voxel predicted (...)" for the regions a cell never predicted (bench.evaluation.missed)."""
+    from bench.evaluation.missed import missed_note, missed_regions
+
+    by: dict[int, list[Any]] = {}
+    for m in missed_regions(metrics):
+        by.setdefault(m.cell_id, []).append(m)
+    return {cid: missed_note([m.region for m in ms], {m.region: m.cases for m in ms}) for cid, ms in by.items()}
+
+
 def summary_table(store: Any, experiment: str) -> str:
     """label, fold, seed, state and the mean test Dice ET/WT/TC of every cell (failed: the reason)."""
     from bench.store import queries as q
@@ -269,13 +279,14 @@ def summary_table(store: Any, experiment: str) -> str:
     cells = q.cells(store, experiment)
     metrics = q.case_metrics(store, experiment)
     means = metrics.groupby(["cell_id", "region"])["dice"].mean() if len(metrics) else None
+    missed = _missed_by_cell(metrics)
     rows: list[tuple[str, ...]] = [("label", "fold", "seed", "state", "Dice ET", "Dice WT", "Dice TC", "note")]
     for c in cells.itertuples():
         vals = []
         for region in ("ET", "WT", "TC"):
             v = means.get((c.cell_id, region)) if means is not None else None
             vals.append("" if v is None else f"{v:.3f}")
-        note = (c.error or "")[:60] if c.state in ("failed", "skipped", "pruned") else ""
+        note = (c.error or "")[:60] if c.state in ("failed", "skipped", "pruned") else missed.get(c.cell_id, "")
         rows.append((str(c.label), str(c.fold), str(c.seed), str(c.state), *vals, note))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]

@@ -92,11 +92,11 @@ _DATASETS: dict[tuple[str, str], Any] = {}
 
 
 def _synthetic_folder(spec: Spec, ws: Workspace) -> Path:
-    from bench.data.synth import synthesize
+    from bench.data.synth import PHANTOM_VERSION, synthesize
 
     opts: dict[str, Any] = {"cases": 12, "unlabeled": 0, "shape": [48, 48, 48], "seed": 0, "format": "brats2019"}
     opts.update(spec.data.synthetic)
-    tag = json.dumps(opts, sort_keys=True)
+    tag = json.dumps({**opts, "generator": PHANTOM_VERSION}, sort_keys=True)
     folder = ws.data / f"synthetic-{hashlib.sha256(tag.encode()).hexdigest()[:10]}"
     done = folder / ".complete"
     if done.exists():
