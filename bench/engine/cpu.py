@@ -48,7 +48,7 @@ def _off(name: str) -> bool:
     return os.environ.get(name, "1").strip().lower() in ("0", "off", "false", "no")
 
 
-def channels_last_on_cpu(model: "torch.nn.Module") -> bool:
+def channels_last_on_cpu(model: torch.nn.Module) -> bool:
     """Whether ``model`` runs faster in ``channels_last_3d`` on the CPU (see the module docstring): it has 3D
     convolutions and no instance or group normalisation, and ``BENCH_CPU_CHANNELS_LAST`` is not 0."""
     import torch.nn as nn
