@@ -7,6 +7,16 @@ lesions are placed in the white matter: an irregular edema (ED, label 2) around 
 an enhancing rim (ET, label 4) around a necrotic core (NCR, label 1), or, for low-grade-like cases, a
 non-enhancing core (label 1) and no ET at all.
 
+The regions nest and rank as in real BraTS cases, where WT is the easiest region, then TC, then ET. The core
+takes 55-80% of the lesion's radius (TC about a quarter to a third of WT, as in high-grade cases); the
+enhancing rim is thin (12-25% of the core radius in large lesions, at least 1.3 voxels so the necrosis stays
+enclosed) and unevenly enhancing, so ET is a small, thin region whose Dice suffers most from boundary errors;
+about 18% of the cases are low-grade-like, without ET, where any false-positive enhancement scores ET 0 (the
+BraTS empty-reference rule), as on real low-grade cases. Their non-enhancing core is bright on T2 but darker
+than the edema on FLAIR (the T2-FLAIR mismatch of many low-grade gliomas) and dark on T1, so it is visible as
+a core: a model that learns it scores TC without the 373 mm penalty. Measured on the demo (BENCHMARKS.md):
+the baseline ranks WT > TC > ET on the test cases.
+
 Contrasts follow real scans (values relative to white matter): edema bright on FLAIR and T2; the ET rim bright
 on T1ce around a core dark on T1ce; the tumour dark on T1; CSF bright on T2 and dark on FLAIR; vessels bright
 on T1ce (so the ET rim is not a plain T1ce threshold). Smooth fields are drawn on a coarse knot grid and
