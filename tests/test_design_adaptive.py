@@ -281,15 +281,21 @@ def test_seeds_for_ladder_is_the_smallest_budget_meeting_both_stages():
 
     from scipy import stats
 
+    from bench.analysis.power import seeds_for_ladder as from_power
     from bench.design.forward import seeds_for_ladder
 
+    assert seeds_for_ladder is from_power
     s = seeds_for_ladder(1e-4, 0.0, 0.0, 40, 11, 0.02)
-    zp = stats.norm.ppf(math.sqrt(0.8))
 
-    def ok(n: int) -> bool:  # selection at alpha / 11 is the binding stage with no case variance
-        return stats.t.ppf(1 - 0.05 / 11, n - 1) + zp <= 0.02 / math.sqrt(2e-4 / n)
+    def ok(n: int, var: float = 2e-4) -> bool:  # selection at alpha / 11 binds with no case variance
+        zp = stats.t.ppf(math.sqrt(0.8), n - 1)  # t, not z: the SE is estimated from the n paired runs
+        return stats.t.ppf(1 - 0.05 / 11, n - 1) + zp <= 0.02 / math.sqrt(var / n)
 
     assert s == 11 and ok(s) and not ok(s - 1)
+    # validation-set noise (sd 0.004 per run) on top of the run variance: selection needs more seeds
+    v = 2 * (1e-4 + 0.004 ** 2)
+    s_val = seeds_for_ladder(1e-4, 0.0, 0.0, 40, 11, 0.02, selection_var=v)
+    assert s_val == 12 and ok(s_val, v) and not ok(s_val - 1, v)
     assert seeds_for_ladder(1e-4, 0.0, 0.0, 40, 11, 0.02, folds=2) < s  # two folds pair twice the runs
     assert seeds_for_ladder(1e-4, 0.0, 0.0, 40, 2, 0.02) < s  # fewer candidates, milder Holm
     assert seeds_for_ladder(1e-4, 0.0, 0.04, 40, 11, 0.02) is None  # below the test-set floor
