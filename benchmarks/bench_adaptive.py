@@ -12,6 +12,7 @@ run; per configuration), e ~ N(0, sd_res), v ~ N(0, sd_val) (validation-set samp
     python benchmarks/bench_adaptive.py adaptive --studies 500 --json benchmarks/adaptive.json
     python benchmarks/bench_adaptive.py adaptive --studies 500 --allocation variance --json ...
     python benchmarks/bench_adaptive.py adaptive --studies 500 --scenario clear --json benchmarks/adaptive-clear.json
+    python benchmarks/bench_adaptive.py adaptive --studies 500 --precise-at-looks --json ...  (ablation: old levels)
     python benchmarks/bench_adaptive.py forward --studies 500 --json benchmarks/forward.json
 
 Coverage is reported for the nominal 95% interval of the final data (overall and per comparison), the one at
@@ -299,11 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="mixed", help="adaptive: effects and run sd")
     ap.add_argument("--allocation", choices=("balanced", "variance"), default="balanced",
                     help="adaptive: [replication] allocation")
+    ap.add_argument("--precise-at-looks", action="store_true",
+                    help="adaptive, ablation: judge the half-width and floor rules at 1 - alpha/(m K) as before")
     ap.add_argument("--seeds", type=int, help="forward: seeds per configuration instead of the planned budget")
     args = ap.parse_args(argv)
     t0 = time.time()
+    if args.precise_at_looks:  # the rules as they were: every rule at 1 - alpha/(m K)
+        from bench.analysis import stopping
+
+        stopping.Rules.precise_level = property(lambda self: self.level)  # type: ignore[assignment,method-assign]
     out = (bench_adaptive(args.studies, args.seed, args.scenario, args.allocation) if args.which == "adaptive"
            else bench_forward(args.studies, args.seed, args.seeds))
+    out["precise_at_looks"] = bool(args.precise_at_looks) if args.which == "adaptive" else None
     out["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(out, indent=2)
     print(text)

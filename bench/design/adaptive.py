@@ -25,8 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bench.analysis.stopping import (Decision, Estimate, Rules, arm_matrices, case_values, contrast_estimate, decide,
-                                     predicted_halfwidth)
+from bench.analysis.stopping import (
+    Decision,
+    Estimate,
+    Rules,
+    arm_matrices,
+    case_values,
+    contrast_estimate,
+    decide,
+    predicted_halfwidth,
+)
 from bench.design._base import CellRequest, Design, Results, RowRequest
 
 if TYPE_CHECKING:
@@ -199,7 +207,7 @@ class Replication(Design):
                 s = max(1, e.runs[lab])
                 gain[lab] = gain.get(lab, 0.0) + e.weights[lab] ** 2 * v * folds / (s * (s + folds))
         level = self.rules().precise_level
-        for name, e in ests.items():
+        for e in ests.values():
             if predicted_halfwidth(e, {}, level) is None:
                 continue
             arms = sorted((lab for lab in e.weights if have.get(lab, 0) < target),
