@@ -14,6 +14,7 @@ run; per configuration), e ~ N(0, sd_res), v ~ N(0, sd_val) (validation-set samp
     python benchmarks/bench_adaptive.py adaptive --studies 500 --scenario clear --json benchmarks/adaptive-clear.json
     python benchmarks/bench_adaptive.py adaptive --studies 500 --precise-at-looks --json ...  (ablation: old levels)
     python benchmarks/bench_adaptive.py forward --studies 500 --json benchmarks/forward.json
+    python benchmarks/bench_adaptive.py fixed --studies 2000 --json benchmarks/fixed-unbalanced.json
 
 Coverage is reported for the nominal 95% interval of the final data (overall and per comparison), the one at
 1 - alpha/K (K looks) and the decision interval (the interval of the look and rule that decided: 1 - alpha/m
@@ -291,9 +292,29 @@ def bench_forward(studies: int, seed: int, seeds: int | None = None) -> dict[str
     return out
 
 
+def bench_fixed(studies: int, seed: int) -> dict[str, Any]:
+    """No adaptivity: coverage of the 95% interval of one comparison (+0.04, run sd 0.008 against a baseline at
+    0.005) with fixed, possibly unbalanced run counts, to separate what the interval itself loses with few runs
+    from what stopping adds."""
+    rng = np.random.default_rng(seed)
+    model = Model({"self_ensemble": 0.04}, sd_run={"BL": 0.005, "BL+self_ensemble": 0.008})
+    out: dict[str, Any] = {"studies": studies, "effect": 0.04, "sd_run": dict(model.sd_run), "coverage_95": {}}
+    for s_t, s_b in ((3, 3), (3, 9), (3, 12), (5, 9), (8, 8)):
+        hits = 0
+        for _ in range(studies):
+            sim = Simulator(model, rng)
+            sim.run([CellRequest(RowRequest("BL", ()), 0, s) for s in range(s_b)]
+                    + [CellRequest(RowRequest("BL+self_ensemble", ("self_ensemble",)), 0, s) for s in range(s_t)])
+            arms = arm_matrices(case_values(sim.results().metrics))
+            est = contrast_estimate(None, {"BL+self_ensemble": 1.0, "BL": -1.0}, arms=arms)
+            hits += abs(est.estimate - 0.04) <= stats.t.ppf(0.975, max(est.df, 1.0)) * est.se
+        out["coverage_95"][f"trick {s_t} runs, baseline {s_b}"] = hits / studies
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=("adaptive", "forward"))
+    ap.add_argument("which", choices=("adaptive", "forward", "fixed"))
     ap.add_argument("--studies", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the figures to this file")
@@ -309,8 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.analysis import stopping
 
         stopping.Rules.precise_level = property(lambda self: self.level)  # type: ignore[assignment,method-assign]
-    out = (bench_adaptive(args.studies, args.seed, args.scenario, args.allocation) if args.which == "adaptive"
-           else bench_forward(args.studies, args.seed, args.seeds))
+    if args.which == "adaptive":
+        out = bench_adaptive(args.studies, args.seed, args.scenario, args.allocation)
+    elif args.which == "forward":
+        out = bench_forward(args.studies, args.seed, args.seeds)
+    else:
+        out = bench_fixed(args.studies, args.seed)
     out["precise_at_looks"] = bool(args.precise_at_looks) if args.which == "adaptive" else None
     out["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(out, indent=2)
