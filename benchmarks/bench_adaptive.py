@@ -10,10 +10,15 @@ with a_c ~ N(0, sd_case) shared by every configuration, (ac)_rc ~ N(0, sd_int), 
 run; per configuration), e ~ N(0, sd_res), v ~ N(0, sd_val) (validation-set sampling of one run).
 
     python benchmarks/bench_adaptive.py adaptive --studies 500 --json benchmarks/adaptive.json
-    python benchmarks/bench_adaptive.py forward --studies 200 --json benchmarks/forward.json
+    python benchmarks/bench_adaptive.py adaptive --studies 500 --allocation variance --json ...
+    python benchmarks/bench_adaptive.py adaptive --studies 500 --scenario clear --json benchmarks/adaptive-clear.json
+    python benchmarks/bench_adaptive.py adaptive --studies 500 --precise-at-looks --json ...  (ablation: old levels)
+    python benchmarks/bench_adaptive.py forward --studies 500 --json benchmarks/forward.json
+    python benchmarks/bench_adaptive.py fixed --studies 2000 --json benchmarks/fixed-unbalanced.json
 
-Coverage is reported for three intervals of the final data: the nominal 95% one, the one at 1 - alpha/K (K
-looks: what bench reports for an adaptive comparison) and the decision interval at 1 - alpha/(m K).
+Coverage is reported for the nominal 95% interval of the final data (overall and per comparison), the one at
+1 - alpha/K (K looks) and the decision interval (the interval of the look and rule that decided: 1 - alpha/m
+for precise, 1 - alpha/(m K) otherwise).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.analysis.stopping import case_values, contrast_estimate
+from bench.analysis.stopping import arm_matrices, case_values, contrast_estimate
 from bench.design import CellRequest, Results, RowRequest
 from bench.design.adaptive import Replication
 from bench.design.forward import Forward, seeds_for_ladder
@@ -155,21 +160,42 @@ def fixed_seeds(model: Model, labels: list[str], halfwidth: float, level: float)
     raise ValueError("half-width unreachable")
 
 
-def bench_adaptive(studies: int, seed: int) -> dict[str, Any]:
+SCENARIOS: dict[str, dict[str, Any]] = {
+    # baseline + 6 tricks alone; run-to-run sd per configuration: the baseline 0.005, the noisiest trick (the
+    # worst comparison, which the fixed plan is sized for) 0.008. Three comparisons (0, +0.004, +0.01) can
+    # only end as "precise".
+    "mixed": {
+        "effects": [0.0, 0.004, 0.01, 0.02, 0.04, 0.08],
+        "sd_run": {"BL": 0.005, "BL+warmup": 0.004, "BL+patch_fusion": 0.003, "BL+model_fusion": 0.005,
+                   "BL+self_ensemble": 0.006, "BL+dense_blocks": 0.005, "BL+multitask": 0.008},
+    },
+    # most tricks with clear effects, and run-to-run sd that differs between configurations as it does for
+    # stochastic tricks (sampling, ensembling: up to 0.008 against a baseline of 0.005, so that the fixed plan
+    # is the same 11 seeds as in "mixed"); one null trick, one small one
+    "clear": {
+        "effects": [0.0, 0.01, 0.03, 0.04, 0.05, 0.06],
+        "sd_run": {"BL": 0.005, "BL+warmup": 0.004, "BL+patch_fusion": 0.005, "BL+model_fusion": 0.006,
+                   "BL+self_ensemble": 0.008, "BL+dense_blocks": 0.007, "BL+multitask": 0.008},
+    },
+}
+
+
+def bench_adaptive(studies: int, seed: int, scenario: str = "mixed", allocation: str = "balanced") -> dict[str, Any]:
     tricks = TRICKS[:6]
-    effects = dict(zip(tricks, [0.0, 0.004, 0.01, 0.02, 0.04, 0.08]))
-    # run-to-run sd per configuration: the baseline 0.005, the noisiest trick (the worst comparison) 0.008
-    sd_run = {"BL": 0.005, "BL+warmup": 0.004, "BL+patch_fusion": 0.003, "BL+model_fusion": 0.005,
-              "BL+self_ensemble": 0.006, "BL+dense_blocks": 0.005, "BL+multitask": 0.008}
+    sc = SCENARIOS[scenario]
+    effects = dict(zip(tricks, sc["effects"]))
+    sd_run = dict(sc["sd_run"])
     model = Model(effects, sd_run=sd_run)
-    rep_toml = "[replication]\nhalfwidth = 0.01\nlooks = [3, 5, 8, 12]\nmax_seeds = 12\nmargin = 0.005\n"
+    rep_toml = ("[replication]\nhalfwidth = 0.01\nlooks = [3, 5, 8, 12]\nmax_seeds = 12\nmargin = 0.005\n"
+                f'allocation = "{allocation}"\n')
     spec = _spec("ladder", ["warmup"], 3, rep_toml)  # only its [replication], folds and seeds are used
     labels = ["BL"] + [f"BL+{t}" for t in tricks]
     m = len(tricks)
     s95 = fixed_seeds(model, labels, 0.01, 0.95)
     s_adj = fixed_seeds(model, labels, 0.01, 1 - 0.05 / m)
     rng = np.random.default_rng(seed)
-    trainings, cover95, cover_k, cover_adj, n_int = [], 0, 0, 0, 0
+    trainings, n_int = [], 0
+    cover = {"95": {t: 0 for t in tricks}, "looks": {t: 0 for t in tricks}, "decision": {t: 0 for t in tricks}}
     looks = len(spec.replication.looks)
     verdicts: dict[str, dict[str, int]] = {t: {} for t in tricks}
     seeds_used: dict[str, list[int]] = {lab: [] for lab in labels}
@@ -178,26 +204,29 @@ def bench_adaptive(studies: int, seed: int) -> dict[str, Any]:
         sim = Simulator(model, rng)
         trainings.append(drive(design, sim))
         res = sim.results()
-        table = case_values(res.metrics)
+        arms = arm_matrices(case_values(res.metrics))
         for lab, n in res.cells.groupby("label")["seed"].nunique().items():
             seeds_used[str(lab)].append(int(n))
         for d in design.decisions(res):
             t = d.name.split(" vs ")[0][3:]
             verdicts[t][d.verdict] = verdicts[t].get(d.verdict, 0) + 1
-            est = contrast_estimate(table, {f"BL+{t}": 1.0, "BL": -1.0})
-            q = stats.t.ppf(0.975, max(est.df, 1.0))
+            est = contrast_estimate(None, {f"BL+{t}": 1.0, "BL": -1.0}, arms=arms)
             truth = effects[t]
-            cover95 += abs(est.estimate - truth) <= q * est.se
+            q = stats.t.ppf(0.975, max(est.df, 1.0))
+            cover["95"][t] += abs(est.estimate - truth) <= q * est.se
             q_k = stats.t.ppf(1 - 0.05 / (2 * looks), max(est.df, 1.0))
-            cover_k += abs(est.estimate - truth) <= q_k * est.se
-            cover_adj += d.low <= truth <= d.high
-            n_int += 1
+            cover["looks"][t] += abs(est.estimate - truth) <= q_k * est.se
+            cover["decision"][t] += d.low is not None and d.low <= truth <= d.high
+        n_int += m
+    frac = {k: sum(v.values()) / n_int for k, v in cover.items()}
     return {
-        "studies": studies, "comparisons": m, "effects": effects, "sd_run": sd_run,
+        "scenario": scenario, "allocation": allocation, "studies": studies, "comparisons": m, "effects": effects, "sd_run": sd_run,
         "mean_trainings": float(np.mean(trainings)), "max_trainings": int(np.max(trainings)),
         "fixed_seeds_95": s95, "fixed_trainings_95": s95 * len(labels),
         "fixed_seeds_bonferroni": s_adj, "fixed_trainings_bonferroni": s_adj * len(labels),
-        "coverage_95": cover95 / n_int, "coverage_looks": cover_k / n_int, "coverage_adjusted": cover_adj / n_int,
+        "coverage_95": frac["95"], "coverage_looks": frac["looks"], "coverage_decision": frac["decision"],
+        "coverage_95_by_trick": {t: v / studies for t, v in cover["95"].items()},
+        "coverage_decision_by_trick": {t: v / studies for t, v in cover["decision"].items()},
         "fraction_of_fixed": float(np.mean(trainings)) / (s_adj * len(labels)),
         "verdicts": verdicts, "mean_seeds": {lab: float(np.mean(v)) for lab, v in seeds_used.items()},
     }
@@ -206,14 +235,19 @@ def bench_adaptive(studies: int, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- forward
 
 
-def bench_forward(studies: int, seed: int) -> dict[str, Any]:
+def bench_forward(studies: int, seed: int, seeds: int | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     k = len(TRICKS)
     null = Model({})
     # the budget `bench plan --power 0.02` predicts for this ladder from a pilot's components (run, residual,
-    # interaction = variance of a per-case difference = 2 sd_int^2)
-    s = seeds_for_ladder(null.sd_run_default ** 2, null.sd_res ** 2, 2 * null.sd_int ** 2, null.cases, k, 0.02)
-    out: dict[str, Any] = {"candidates": k, "seeds": s, "studies": studies}
+    # interaction = variance of a per-case difference = 2 sd_int^2) and the pilot's paired validation
+    # differences (variance 2 (sd_run^2 + sd_val^2): the run effect and the validation-set noise of both runs)
+    sel_var = 2 * (null.sd_run_default ** 2 + null.sd_val ** 2)
+    planned = seeds_for_ladder(null.sd_run_default ** 2, null.sd_res ** 2, 2 * null.sd_int ** 2, null.cases, k, 0.02,
+                               selection_var=sel_var)
+    s = planned if seeds is None else seeds
+    out: dict[str, Any] = {"candidates": k, "planned_seeds": planned, "seeds": s, "studies": studies,
+                           "selection_var": sel_var}
     spec = _spec("forward", TRICKS, s)
     sel_any = conf_any = 0
     cells_null = []
@@ -247,7 +281,10 @@ def bench_forward(studies: int, seed: int) -> dict[str, Any]:
             c1 = conf[0] if conf else None
             if c1 is not None and c1.estimate is not None:
                 gains_conf.append(c1.estimate.estimate)
-    out["one_trick"] = {"effect": 0.02, "selected": found / studies, "confirmed": confirmed / studies,
+    p = confirmed / studies
+    out["one_trick"] = {"effect": 0.02, "selected": found / studies, "confirmed": p,
+                        "confirmed_binomial_se": math.sqrt(p * (1 - p) / studies),
+                        "confirmed_lower_95": p - 1.96 * math.sqrt(p * (1 - p) / studies),
                         "false_inclusion_others": wrong / studies,
                         "mean_selection_gain_of_winner": float(np.mean(gains_sel)) if gains_sel else None,
                         "mean_confirmation_gain": float(np.mean(gains_conf)) if gains_conf else None,
@@ -255,15 +292,51 @@ def bench_forward(studies: int, seed: int) -> dict[str, Any]:
     return out
 
 
+def bench_fixed(studies: int, seed: int) -> dict[str, Any]:
+    """No adaptivity: coverage of the 95% interval of one comparison (+0.04, run sd 0.008 against a baseline at
+    0.005) with fixed, possibly unbalanced run counts, to separate what the interval itself loses with few runs
+    from what stopping adds."""
+    rng = np.random.default_rng(seed)
+    model = Model({"self_ensemble": 0.04}, sd_run={"BL": 0.005, "BL+self_ensemble": 0.008})
+    out: dict[str, Any] = {"studies": studies, "effect": 0.04, "sd_run": dict(model.sd_run), "coverage_95": {}}
+    for s_t, s_b in ((3, 3), (3, 9), (3, 12), (5, 9), (8, 8)):
+        hits = 0
+        for _ in range(studies):
+            sim = Simulator(model, rng)
+            sim.run([CellRequest(RowRequest("BL", ()), 0, s) for s in range(s_b)]
+                    + [CellRequest(RowRequest("BL+self_ensemble", ("self_ensemble",)), 0, s) for s in range(s_t)])
+            arms = arm_matrices(case_values(sim.results().metrics))
+            est = contrast_estimate(None, {"BL+self_ensemble": 1.0, "BL": -1.0}, arms=arms)
+            hits += abs(est.estimate - 0.04) <= stats.t.ppf(0.975, max(est.df, 1.0)) * est.se
+        out["coverage_95"][f"trick {s_t} runs, baseline {s_b}"] = hits / studies
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=("adaptive", "forward"))
+    ap.add_argument("which", choices=("adaptive", "forward", "fixed"))
     ap.add_argument("--studies", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="mixed", help="adaptive: effects and run sd")
+    ap.add_argument("--allocation", choices=("balanced", "variance"), default="balanced",
+                    help="adaptive: [replication] allocation")
+    ap.add_argument("--precise-at-looks", action="store_true",
+                    help="adaptive, ablation: judge the half-width and floor rules at 1 - alpha/(m K) as before")
+    ap.add_argument("--seeds", type=int, help="forward: seeds per configuration instead of the planned budget")
     args = ap.parse_args(argv)
     t0 = time.time()
-    out = (bench_adaptive if args.which == "adaptive" else bench_forward)(args.studies, args.seed)
+    if args.precise_at_looks:  # the rules as they were: every rule at 1 - alpha/(m K)
+        from bench.analysis import stopping
+
+        stopping.Rules.precise_level = property(lambda self: self.level)  # type: ignore[assignment,method-assign]
+    if args.which == "adaptive":
+        out = bench_adaptive(args.studies, args.seed, args.scenario, args.allocation)
+    elif args.which == "forward":
+        out = bench_forward(args.studies, args.seed, args.seeds)
+    else:
+        out = bench_fixed(args.studies, args.seed)
+    out["precise_at_looks"] = bool(args.precise_at_looks) if args.which == "adaptive" else None
     out["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(out, indent=2)
     print(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -94,3 +95,52 @@ def test_paired_run_estimate() -> None:
     assert est.estimate == pytest.approx(0.03)
     assert est.se == pytest.approx(0.02 / math.sqrt(3))
     assert est.df == 2
+
+
+def test_precise_and_floor_are_judged_at_the_fixed_plans_level() -> None:
+    # m = 2 comparisons, K = 4 looks; se 0.004: half-width z(1 - 0.05/4) * 0.004 = 2.2414 * 0.004 = 0.00897
+    # at 1 - alpha/m (<= 0.01: precise), 2.7344 * 0.004 = 0.01094 at 1 - alpha/(m K) (would not be)
+    rules = Rules(halfwidth=0.01, margin=0.005, comparisons=2, looks=4)
+    assert rules.precise_level == pytest.approx(1 - 0.05 / 2) and rules.level == pytest.approx(1 - 0.05 / 8)
+    d = decide(Estimate("x", 0.006, 0.004, float("inf"), 0.001), rules)
+    z = stats.norm.ppf(1 - 0.05 / 4)
+    assert d.verdict == "precise" and d.level == pytest.approx(1 - 0.05 / 2)
+    assert d.low == pytest.approx(0.006 - z * 0.004) and d.halfwidth == pytest.approx(0.0089657, abs=1e-6)
+    assert "97.50% half-width 0.0090 <= 0.01" in d.reason
+    # the same estimate is not precise at a target it misses at 1 - alpha/m: undecided, reported at both levels
+    un = decide(Estimate("x", 0.006, 0.004, float("inf"), 0.001), Rules(halfwidth=0.008, comparisons=2, looks=4))
+    assert un.verdict == "undecided" and un.level == pytest.approx(1 - 0.05 / 8)
+    assert "99.38% interval" in un.reason and "97.50% half-width 0.0090 > 0.008" in un.reason
+    # the effect-dependent rules keep 1 - alpha/(m K): 0.012 - 2.7344 * 0.004 = 0.00106 > 0 excludes 0 ...
+    assert decide(Estimate("x", 0.012, 0.004, float("inf"), 0.001), rules).verdict == "helps"
+    # ... and 0.010 - 0.01094 < 0 does not, although 0.010 - 0.00897 > 0 would at 1 - alpha/m: precise instead
+    assert decide(Estimate("x", 0.010, 0.004, float("inf"), 0.001), rules).verdict == "precise"
+    # floor (run share 5.9% of SE^2) is reported at 1 - alpha/m too
+    fl = decide(Estimate("x", 0.004, 0.01, float("inf"), 0.0097), Rules(halfwidth=0.01, comparisons=2, looks=4))
+    assert fl.verdict == "floor" and fl.level == pytest.approx(0.975)
+    assert fl.high - fl.estimate == pytest.approx(z * 0.01)
+
+
+def test_run_components_and_arms_of_one_pass() -> None:
+    from bench.analysis.stopping import _arm, arm_matrices
+
+    table = _table({"A": [[0.50, 0.60, 0.70], [0.52, 0.62, 0.72]],
+                    "B": [[0.60, 0.72, 0.78], [0.64, 0.76, 0.82]]})
+    arms = arm_matrices(table)
+    assert set(arms) == {"A", "B"} and all(np.array_equal(arms[k], _arm(table, k)) for k in arms)
+    est = contrast_estimate(None, {"B": 1.0, "A": -1.0}, arms=arms)
+    assert est == contrast_estimate(table, {"B": 1.0, "A": -1.0})
+    assert est.run_var == {"B": pytest.approx(0.0008), "A": pytest.approx(0.0002)}  # as hand-computed above
+    assert est.weights == {"B": 1.0, "A": -1.0}
+
+
+def test_predicted_halfwidth() -> None:
+    from bench.analysis.stopping import predicted_halfwidth
+
+    est = Estimate("x", 0.0, 0.0, float("inf"), 0.002, {"A": 2, "B": 2}, 10, {"A": 1e-4, "B": 4e-4},
+                   {"B": 1.0, "A": -1.0})
+    # 8 runs of B: 0.002^2 + 1e-4 / 2 + 4e-4 / 8 = 1.04e-4
+    assert predicted_halfwidth(est, {"B": 8}, 0.95) == pytest.approx(1.959964 * math.sqrt(1.04e-4), rel=1e-6)
+    assert predicted_halfwidth(est, {}, 0.95) == pytest.approx(1.959964 * math.sqrt(4e-6 + 5e-5 + 2e-4), rel=1e-6)
+    one_run = Estimate("x", 0.0, None, 0.0, 0.002, {"A": 1, "B": 2}, 10, {"B": 4e-4}, {"B": 1.0, "A": -1.0})
+    assert predicted_halfwidth(one_run, {"A": 5}, 0.95) is None

@@ -103,3 +103,58 @@ def test_tiny_fractional_design_runs_end_to_end_and_reports_its_aliases(run_cli,
     assert "warmup + focal\\_loss x patch\\_fusion" in md
     assert "test-case sampling and run-to-run variance" in md
     assert "Paired tests are not shown: with 2 test cases" in md
+
+
+FORWARD = """
+name = "fwd"
+design = "forward"
+factors = ["warmup", "patch_fusion", "model_fusion"]
+folds = [0]
+seeds = [0, 1]
+[data]
+path = "synthetic"
+[train]
+val_every = 1
+"""
+
+
+def test_plan_power_of_a_forward_spec_sizes_selection_from_paired_validation_dice(run_cli, tmp_path):
+    from sqlalchemy import select
+
+    from bench.analysis.power import seeds_for_ladder
+    from bench.report.demo import fill_results, grid_rows
+    from bench.store import open_store
+    from bench.store.models import Cell, Configuration
+
+    url = f"sqlite:///{tmp_path / 'pilot.db'}"
+    rows = grid_rows(["warmup"])
+
+    def metric(ci, fold, seed, k, region):  # run-to-run term 0.01 * seed; no residual, no interaction
+        return 0.6 + 0.05 * rows[ci].toggles["warmup"] + 0.01 * seed + 0.02 * k, 5.0
+
+    fill_results(url, "pilot", "full", rows, metric, seeds=(0, 1, 2), cases=6)
+    spec = tmp_path / "fwd.toml"
+    spec.write_text(FORWARD)
+    r = run_cli("plan", str(spec), "--json", "--power", "0.02", "--pilot", "pilot", "--results", url)
+    assert r.code == 0, r.err
+    p = json.loads(r.out)["power"]
+    mean = [e for e in p["by_metric"] if e["metric"].startswith("mean")][0]
+    # no validation Dice in the pilot: selection falls back to the test components (a lower bound, said so)
+    assert p["selection_var"] is None and mean["selection_sd"] is None
+    assert mean["seeds_forward_ladder"] == seeds_for_ladder(1e-4, 0.0, 0.0, 6, 3, 0.02)
+    r = run_cli("plan", str(spec), "--power", "0.02", "--pilot", "pilot", "--results", url)
+    assert "validation-set noise is left out" in r.out
+    # validation Dice per cell: the second configuration's paired differences to the first are 0.01, 0.03, 0.05
+    # (variance 0.0004 on 2 degrees of freedom)
+    store = open_store(url)
+    with store.session() as s:
+        for cell, label in s.execute(select(Cell, Configuration.label).join(Configuration)).all():
+            cell.objective = 0.5 + (0.01 + 0.02 * cell.seed if label != rows[0].label else 0.0)
+    r = run_cli("plan", str(spec), "--json", "--power", "0.02", "--pilot", "pilot", "--results", url)
+    p = json.loads(r.out)["power"]
+    mean = [e for e in p["by_metric"] if e["metric"].startswith("mean")][0]
+    assert p["selection_var"] == {"variance": pytest.approx(4e-4), "df": 2}
+    assert mean["selection_sd"] == pytest.approx(0.02)
+    n = mean["seeds_forward_ladder"]
+    assert n == seeds_for_ladder(1e-4, 0.0, 0.0, 6, 3, 0.02, selection_var=4e-4)
+    assert n > seeds_for_ladder(1e-4, 0.0, 0.0, 6, 3, 0.02)  # the validation noise costs seeds

@@ -117,6 +117,61 @@ def test_replication_adds_seeds_only_to_undecided_comparisons():
     assert {c.row.label for c in new} == {"BL", "BL+fuse"}  # warmup's row gets no more seeds
     assert {c.seed for c in new} == {3, 4} and {c.stage for c in new} == {"look-2"}
     assert rep.rules().level == pytest.approx(1 - 0.05 / (2 * 3))
+    assert rep.rules().precise_level == pytest.approx(1 - 0.05 / 2)
+    assert "97.50% interval (1 - alpha/m)" in rep.describe()["stopping"]
+
+
+def test_a_decision_stands_and_says_which_look_made_it():
+    sp = spec()
+    rep = Replication(sp, _Rows(sp, ROWS))
+    sim = Sim({"warmup": 0.15, "patch_fusion": 0.004}, sd_run=0.02)
+    sim.run(rep.initial())
+    at_first = {x.name: x for x in rep.decisions(sim.results())}["BL+warmup vs BL"]
+    assert at_first.verdict == "helps" and not at_first.reason.startswith("look")
+    sim.run(rep.next(sim.results()))  # the baseline gets seeds 3, 4: the estimate of warmup's comparison moves
+    res = sim.results()
+    later = {x.name: x for x in rep.decisions(res)}["BL+warmup vs BL"]
+    assert later.verdict == "helps" and later.reason == f"look 1: {at_first.reason}"
+    assert (later.low, later.high) == (at_first.low, at_first.high)
+    # the data of look 1 are the cells registered before look 2's (stage look-2 left out)
+    first = rep._at_look(res, 0)
+    assert set(first.cells["seed"]) == {0, 1, 2} and set(first.metrics["seed"]) == {0, 1, 2}
+    assert set(rep._at_look(res, 1).cells["seed"]) == {0, 1, 2, 3, 4}
+    # a fresh design object (the runner makes one per look) reaches the same decisions from the results alone
+    again = Replication(sp, _Rows(sp, ROWS)).decisions(res)
+    assert [x.as_dict() for x in again] == [x.as_dict() for x in rep.decisions(res)]
+    # the remaining comparison is judged on all the data now
+    now = {x.name: x for x in rep.decisions(res)}["BL+fuse vs BL"]
+    assert not now.reason.startswith("look")
+
+
+def test_variance_allocation_grows_the_arms_that_narrow_a_comparison_most():
+    from bench.analysis.stopping import Estimate
+
+    sp = spec(extra=REP + 'allocation = "variance"\n')
+    assert sp.replication.allocation == "variance"
+    rep = Replication(sp, _Rows(sp, [("BL", []), ("BL+a", ["warmup"]), ("BL+b", ["patch_fusion"])]))
+    # m = 2: the half-width rule at 1 - 0.05/2 (z 2.2414). a: its own run variance is tiny; growing the
+    # baseline alone to 5 seeds predicts 2.2414 * sqrt(1e-6 + 8e-5/5 + 1e-6/3) = 0.00933 <= 0.01 (now 0.0119)
+    a = Estimate("BL+a vs BL", 0.0, 0.0053, float("inf"), 0.001, {"BL": 3, "BL+a": 3}, 20,
+                 {"BL": 8e-5, "BL+a": 1e-6}, {"BL+a": 1.0, "BL": -1.0})
+    # b: its own arm dominates (4e-4 / 3); even both arms at 5 seeds predict 0.022 > 0.01: both grow
+    b = Estimate("BL+b vs BL", 0.0, 0.013, float("inf"), 0.001, {"BL": 3, "BL+b": 3}, 20,
+                 {"BL": 8e-5, "BL+b": 4e-4}, {"BL+b": 1.0, "BL": -1.0})
+    have = {"BL": 3, "BL+a": 3, "BL+b": 3}
+    ests = {a.name: a, b.name: b}
+    assert rep.allocate(ests, [a.name, b.name], have, 5) == {"BL", "BL+b"}
+    assert rep.allocate(ests, [a.name], have, 5) == {"BL"}
+    # a comparison without a measured run component grows every arm
+    c = Estimate("BL+a vs BL", 0.0, None, 0.0, 0.001, {"BL": 3, "BL+a": 1}, 20, {"BL": 8e-5}, {"BL+a": 1.0, "BL": -1.0})
+    assert rep.allocate({c.name: c}, [c.name], {"BL": 3, "BL+a": 1, "BL+b": 3}, 5) == {"BL", "BL+a"}
+    assert "allocation = \"variance\"" in rep.describe()["adds"]
+    # a row left behind is raised straight to the next look's count: with variance allocation on real
+    # draws, the new cells continue each row's own seeds
+    sim = Sim({"warmup": 0.0, "patch_fusion": 0.0}, sd_run=0.02)
+    sim.run(rep.initial())
+    new = rep.next(sim.results())
+    assert new and {c.seed for c in new} == {3, 4}
 
 
 def test_replication_stops_at_max_seeds_and_reports_budget():
@@ -146,7 +201,8 @@ def test_replication_spec_validation():
     assert spec().replication.seeds((0, 1, 2)) == (0, 1, 2, 3, 4, 5, 6, 7)
     for bad, msg in [("looks = [3, 2]", "increasing"), ("looks = [1, 3]", "first >= 2"),
                      ("looks = [3, 20]", "exceeds max_seeds"), ("halfwidth = 0", "halfwidth"),
-                     ("halfwith = 0.01", "did you mean 'halfwidth'")]:
+                     ("halfwith = 0.01", "did you mean 'halfwidth'"),
+                     ('allocation = "neyman"', "must be \"balanced\" or \"variance\"")]:
         with pytest.raises(SpecError, match=msg):
             spec(extra=f"[replication]\n{bad}\n")
     with pytest.raises(SpecError, match=r"\[replication\] cannot be used with design = 'forward'"):
@@ -281,15 +337,21 @@ def test_seeds_for_ladder_is_the_smallest_budget_meeting_both_stages():
 
     from scipy import stats
 
+    from bench.analysis.power import seeds_for_ladder as from_power
     from bench.design.forward import seeds_for_ladder
 
+    assert seeds_for_ladder is from_power
     s = seeds_for_ladder(1e-4, 0.0, 0.0, 40, 11, 0.02)
-    zp = stats.norm.ppf(math.sqrt(0.8))
 
-    def ok(n: int) -> bool:  # selection at alpha / 11 is the binding stage with no case variance
-        return stats.t.ppf(1 - 0.05 / 11, n - 1) + zp <= 0.02 / math.sqrt(2e-4 / n)
+    def ok(n: int, var: float = 2e-4) -> bool:  # selection at alpha / 11 binds with no case variance
+        zp = stats.t.ppf(math.sqrt(0.8), n - 1)  # t, not z: the SE is estimated from the n paired runs
+        return stats.t.ppf(1 - 0.05 / 11, n - 1) + zp <= 0.02 / math.sqrt(var / n)
 
     assert s == 11 and ok(s) and not ok(s - 1)
+    # validation-set noise (sd 0.004 per run) on top of the run variance: selection needs more seeds
+    v = 2 * (1e-4 + 0.004 ** 2)
+    s_val = seeds_for_ladder(1e-4, 0.0, 0.0, 40, 11, 0.02, selection_var=v)
+    assert s_val == 12 and ok(s_val, v) and not ok(s_val - 1, v)
     assert seeds_for_ladder(1e-4, 0.0, 0.0, 40, 11, 0.02, folds=2) < s  # two folds pair twice the runs
     assert seeds_for_ladder(1e-4, 0.0, 0.0, 40, 2, 0.02) < s  # fewer candidates, milder Holm
     assert seeds_for_ladder(1e-4, 0.0, 0.04, 40, 11, 0.02) is None  # below the test-set floor

@@ -8,18 +8,25 @@ For a contrast with weights ``w`` over configurations that each get ``S`` runs o
 runs removes), ``s_run^2`` and ``s_res^2`` the run and residual components. An effect ``delta`` is detected
 with power ``1 - beta`` at two-sided level ``alpha`` when ``(z_{1-alpha/2} + z_{1-beta}) * SE(S) <= delta``.
 As ``S`` grows, SE falls to the floor ``s_int / sqrt(C)``: below that only more test cases help.
+
+:func:`seeds_for_ladder` sizes a forward ladder (selection on validation Dice, confirmation on test cases).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.analysis.variance import pooled_components
 
-__all__ = ["PilotComponents", "PowerResult", "pilot_components", "seeds_for_power"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["PilotComponents", "PowerResult", "pilot_components", "seeds_for_power", "selection_variance",
+           "seeds_for_ladder"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +85,57 @@ def seeds_for_power(pilot: PilotComponents, delta: float, *, cases: int | None =
     if s > max_seeds:
         return PowerResult(delta, None, floor, math.nan, c, sum_w2)
     return PowerResult(delta, s, floor, math.sqrt(floor_var + per_run / s), c, sum_w2)
+
+
+def selection_variance(cells: pd.DataFrame) -> tuple[float, int] | None:
+    """Variance of one paired validation difference (a configuration's run minus the first configuration's
+    run of the same fold and seed), pooled over a pilot's configurations, with its degrees of freedom: what
+    a forward ladder's selection step compares. ``cells``: columns label, fold, seed, objective, state (as
+    :func:`bench.store.queries.cells`), first configuration first. None when fewer than two paired runs of
+    two configurations have a validation Dice."""
+    done = cells[(cells["state"] == "done") & cells["objective"].notna()]
+    labels = list(dict.fromkeys(cells["label"]))
+    if len(labels) < 2:
+        return None
+    base = {(int(f), int(s)): float(o) for f, s, o in done[done["label"] == labels[0]][["fold", "seed", "objective"]]
+            .itertuples(index=False)}
+    ss, df = 0.0, 0
+    for lab in labels[1:]:
+        sub = done[done["label"] == lab]
+        d = np.array([float(o) - base[(int(f), int(s))] for f, s, o in sub[["fold", "seed", "objective"]]
+                      .itertuples(index=False) if (int(f), int(s)) in base])
+        if len(d) >= 2:
+            ss += float(((d - d.mean()) ** 2).sum())
+            df += len(d) - 1
+    return (ss / df, df) if df > 0 else None
+
+
+def seeds_for_ladder(run: float, residual: float, interaction: float, cases: int, candidates: int, delta: float,
+                     *, selection_var: float | None = None, folds: int = 1, alpha: float = 0.05,
+                     power: float = 0.8, max_seeds: int = 200) -> int | None:
+    """Seeds per configuration for a forward ladder to find and confirm a trick of ``+delta`` with ``power``.
+
+    Selection compares paired validation runs (``folds`` x seeds pairs) one-sided at ``alpha / candidates``
+    (Holm's first step, the worst case); ``selection_var`` is the variance of one paired validation difference
+    (:func:`selection_variance` from a pilot). Without it the test-set components stand in,
+    ``2 (run + residual / cases)``, which leaves out the noise of the validation set itself and so sizes
+    selection too small. Confirmation: the test-case contrast with variance
+    ``interaction / cases + 2 (run + residual / cases) / pairs``, one-sided at ``alpha``. Each stage gets
+    ``sqrt(power)`` (they use independent runs, so both succeed with at least ``power``), and each needs
+    ``t_{1-a, n-1} + t_{sqrt(power), n-1} <= delta / SE`` with t quantiles at the paired runs' degrees of
+    freedom for both the test and the power term (the SE is estimated from those runs). None when
+    ``max_seeds`` is not enough."""
+    from scipy import stats
+
+    p_stage = math.sqrt(power)
+    per_run = 2 * (run + residual / cases)
+    sel_var = per_run if selection_var is None else selection_var
+    for s in range(2, max_seeds + 1):
+        n = s * folds
+        t_p = float(stats.t.ppf(p_stage, n - 1))
+        sel = float(stats.t.ppf(1 - alpha / candidates, n - 1)) + t_p <= delta / math.sqrt(sel_var / n)
+        se_conf = math.sqrt(interaction / cases + per_run / n)
+        conf = float(stats.t.ppf(1 - alpha, n - 1)) + t_p <= delta / se_conf
+        if sel and conf:
+            return s
+    return None

@@ -12,15 +12,21 @@ by the method of moments (variance of the run means minus the residual mean squa
 its number of runs (fold x seed). Degrees of freedom by Satterthwaite. With one run in an arm the run
 component is not measured: the comparison is never decided from case sampling alone.
 
-At look k of K with m comparisons the interval is taken at level ``1 - alpha / (m K)`` (Bonferroni over
-comparisons and looks, which keeps the error rate whatever the looks decide). A comparison is decided when
-that interval
+With m comparisons and K looks, a comparison is decided when
 
-1. excludes 0 (``helps`` / ``hurts``),
-2. lies within ``+/- margin`` (``equivalent``),
-3. is narrower than the target half-width (``precise``), or
-4. has reached the test-set floor: the run components make at most ``floor_share`` of SE^2, so more seeds can
-   no longer narrow it (only more test cases can) (``floor``).
+1. its interval at ``1 - alpha / (m K)`` excludes 0 (``helps`` / ``hurts``),
+2. that interval lies within ``+/- margin`` (``equivalent``),
+3. its interval at ``1 - alpha / m`` is narrower than the target half-width (``precise``), or
+4. it has reached the test-set floor: the run components make at most ``floor_share`` of SE^2, so more seeds
+   can no longer narrow it (only more test cases can) (``floor``).
+
+Rules 1 and 2 depend on the estimated effect: stopping when an interval happens to exclude 0 (or to fall inside
+the margin) at one of K looks is a multiple test, so they take Bonferroni over comparisons *and* looks, which
+keeps the error rate whatever the looks decide. Rules 3 and 4 depend only on the variance estimates, which in
+the normal model are independent of the estimated effect (Stein's two-stage procedure rests on the same fact):
+stopping on them does not bias the estimated effect, so they are judged at the level a fixed plan of m
+comparisons uses, ``1 - alpha / m``, and a look pays nothing for them. (They do favour looks whose variance
+estimates came out small; ``benchmarks/bench_adaptive.py`` measures the coverage that leaves.)
 
 Otherwise it is undecided, and the reason says which rule failed by how much.
 """
@@ -38,13 +44,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Estimate", "Rules", "Decision", "contrast_estimate", "paired_run_estimate", "decide",
-           "decide_all", "case_values"]
+           "decide_all", "case_values", "arm_matrices", "predicted_halfwidth"]
 
 
 @dataclass(frozen=True)
 class Estimate:
     """A contrast's estimate and standard error. ``se is None`` when run variance could not be measured
-    (an arm with one run); ``floor_se`` is the case-sampling part alone (what infinitely many seeds leave)."""
+    (an arm with one run); ``floor_se`` is the case-sampling part alone (what infinitely many seeds leave);
+    ``run_var`` each arm's between-run component (absent for an arm with one run), ``weights`` the contrast."""
 
     name: str
     estimate: float
@@ -53,11 +60,13 @@ class Estimate:
     floor_se: float
     runs: dict[str, int] = field(default_factory=dict)
     cases: int = 0
+    run_var: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Rules:
-    """The decision rules of one look: ``comparisons`` (m) and ``looks`` (K) set the interval level."""
+    """The decision rules of one look: ``comparisons`` (m) and ``looks`` (K) set the interval levels."""
 
     halfwidth: float = 0.01
     margin: float = 0.005
@@ -68,7 +77,13 @@ class Rules:
 
     @property
     def level(self) -> float:
+        """Level of the effect-dependent rules (excludes 0, within the margin): ``1 - alpha / (m K)``."""
         return 1.0 - self.alpha / (max(1, self.comparisons) * max(1, self.looks))
+
+    @property
+    def precise_level(self) -> float:
+        """Level of the variance-only rules (half-width, floor): ``1 - alpha / m``, as a fixed plan."""
+        return 1.0 - self.alpha / max(1, self.comparisons)
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,19 @@ def _arm(table: pd.DataFrame, label: str) -> np.ndarray:
     return wide.sort_index(axis=1).to_numpy(dtype=float)
 
 
+def arm_matrices(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every configuration's runs x cases matrix (as :func:`_arm`), from one pass over the table: a look
+    that estimates many comparisons sharing a baseline builds each arm once."""
+    if table.empty:
+        return {}
+    wide = table.groupby(["label", "fold", "seed", "case_id"])["value"].mean().unstack("case_id")
+    wide = wide.sort_index(axis=1)
+    out = {}
+    for label, block in wide.groupby(level="label", sort=False):
+        out[str(label)] = block.dropna(axis=1, how="all").to_numpy(dtype=float)
+    return out
+
+
 def _run_component(y: np.ndarray) -> float:
     """Between-run variance component of a runs x cases matrix (method of moments, clipped at 0)."""
     s, c = y.shape
@@ -125,11 +153,17 @@ def _run_component(y: np.ndarray) -> float:
     return max(0.0, float(np.var(run_means, ddof=1)) - ms_e / c)
 
 
-def contrast_estimate(table: pd.DataFrame, weights: dict[str, float], name: str | None = None) -> Estimate:
+def contrast_estimate(table: pd.DataFrame | None, weights: dict[str, float], name: str | None = None, *,
+                      arms: dict[str, np.ndarray] | None = None) -> Estimate:
     """Estimate ``sum_r w_r mean_r`` from per-case values (:func:`case_values`) with both variance sources.
 
-    Every arm must have been evaluated on the same test cases."""
-    arms = {lab: _arm(table, lab) for lab in weights}
+    ``arms`` (from :func:`arm_matrices`) replaces ``table`` when given. Every arm must have been evaluated on
+    the same test cases."""
+    if arms is None:
+        assert table is not None
+        arms = {lab: _arm(table, lab) for lab in weights}
+    else:
+        arms = {lab: arms.get(lab, np.empty((0, 0))) for lab in weights}
     shapes = {lab: y.shape for lab, y in arms.items()}
     if any(y.size == 0 for y in arms.values()):
         missing = [lab for lab, y in arms.items() if y.size == 0]
@@ -143,17 +177,31 @@ def contrast_estimate(table: pd.DataFrame, weights: dict[str, float], name: str 
     s_d2 = float(np.var(d, ddof=1)) if c > 1 else 0.0
     terms = [(s_d2 / c, max(1, c - 1))]
     measured = True
+    run_var: dict[str, float] = {}
     for lab, w in weights.items():
         s_r = arms[lab].shape[0]
         if s_r < 2:
             measured = False
             continue
-        terms.append((w * w * _run_component(arms[lab]) / s_r, s_r - 1))
+        run_var[lab] = _run_component(arms[lab])
+        terms.append((w * w * run_var[lab] / s_r, s_r - 1))
     var = sum(t for t, _ in terms)
     denom = sum(t * t / df for t, df in terms)
     df = var * var / denom if denom > 0 else float("inf")
     return Estimate(name or _name(weights), est, math.sqrt(var) if measured else None, df,
-                    math.sqrt(s_d2 / c), {lab: y.shape[0] for lab, y in arms.items()}, c)
+                    math.sqrt(s_d2 / c), {lab: y.shape[0] for lab, y in arms.items()}, c, run_var, dict(weights))
+
+
+def predicted_halfwidth(est: Estimate, runs: dict[str, int], level: float) -> float | None:
+    """The half-width at ``level`` that ``est`` would have with ``runs`` runs per arm, if its variance
+    components stayed as estimated: ``q * sqrt(floor_se^2 + sum_r w_r^2 s_run,r^2 / S_r)`` (the quantile at
+    the current degrees of freedom, so the prediction errs on the wide side). None when a run component is
+    not measured."""
+    if est.se is None or set(est.run_var) != set(est.weights):
+        return None
+    var = est.floor_se ** 2 + sum(est.weights[lab] ** 2 * v / max(1, runs.get(lab, est.runs[lab]))
+                                  for lab, v in est.run_var.items())
+    return _quantile(level, est.df) * math.sqrt(var)
 
 
 def paired_run_estimate(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float],
@@ -184,7 +232,9 @@ def _quantile(level: float, df: float) -> float:
 
 
 def decide(est: Estimate, rules: Rules) -> Decision:
-    """Apply the four stopping rules (module docstring) to one estimate."""
+    """Apply the four stopping rules (module docstring) to one estimate. The decision's interval and level are
+    those of the rule that decided it (``1 - alpha / m`` for precise and floor, ``1 - alpha / (m K)`` for the
+    others and for undecided comparisons)."""
     level = rules.level
     if est.se is None:
         return Decision(est.name, "undecided", "one run in an arm: run-to-run variance not measured",
@@ -193,6 +243,10 @@ def decide(est: Estimate, rules: Rules) -> Decision:
     h = q * est.se
     lo, hi = est.estimate - h, est.estimate + h
     pct = f"{100 * level:.2f}%"
+    p_level = rules.precise_level
+    h_p = _quantile(p_level, est.df) * est.se
+    lo_p, hi_p = est.estimate - h_p, est.estimate + h_p
+    p_pct = f"{100 * p_level:.2f}%"
     if lo > 0 or hi < 0:
         verdict = "helps" if lo > 0 else "hurts"
         return Decision(est.name, verdict, f"{pct} interval [{lo:+.4f}, {hi:+.4f}] excludes 0", est.estimate,
@@ -200,17 +254,18 @@ def decide(est: Estimate, rules: Rules) -> Decision:
     if -rules.margin <= lo and hi <= rules.margin:
         return Decision(est.name, "equivalent", f"{pct} interval [{lo:+.4f}, {hi:+.4f}] lies within "
                         f"+/-{rules.margin:g}", est.estimate, lo, hi, level)
-    if h <= rules.halfwidth:
-        return Decision(est.name, "precise", f"{pct} half-width {h:.4f} <= {rules.halfwidth:g}", est.estimate,
-                        lo, hi, level)
+    if h_p <= rules.halfwidth:
+        return Decision(est.name, "precise", f"{p_pct} half-width {h_p:.4f} <= {rules.halfwidth:g}",
+                        est.estimate, lo_p, hi_p, p_level)
     total = est.se ** 2
     run_share = (total - est.floor_se ** 2) / total if total > 0 else 0.0
     if run_share <= rules.floor_share:
-        return Decision(est.name, "floor", f"test-set floor: half-width {h:.4f}, of which run variance is "
-                        f"{100 * run_share:.0f}% of SE^2 (more seeds cannot narrow it; more test cases can)",
-                        est.estimate, lo, hi, level)
+        return Decision(est.name, "floor", f"test-set floor: {p_pct} half-width {h_p:.4f}, of which run variance "
+                        f"is {100 * run_share:.0f}% of SE^2 (more seeds cannot narrow it; more test cases can)",
+                        est.estimate, lo_p, hi_p, p_level)
     return Decision(est.name, "undecided", f"{pct} interval [{lo:+.4f}, {hi:+.4f}] includes 0 and exceeds "
-                    f"+/-{rules.margin:g}; half-width {h:.4f} > {rules.halfwidth:g}", est.estimate, lo, hi, level)
+                    f"+/-{rules.margin:g}; {p_pct} half-width {h_p:.4f} > {rules.halfwidth:g}", est.estimate,
+                    lo, hi, level)
 
 
 def decide_all(estimates: list[Estimate], rules: Rules) -> list[Decision]:

@@ -106,6 +106,12 @@ def _power(spec: Any, args: argparse.Namespace, url: str, n_rows: int) -> dict[s
     if metrics.empty:
         raise StoreError(f"--power: pilot {pilot!r} has no finished cell yet; run it first (bench run)")
     out: dict[str, Any] = {"delta": delta, "pilot": pilot, "alpha": 0.05, "power": 0.8, "by_metric": []}
+    sel = None
+    if spec.design == "forward":  # selection compares validation Dice: its paired spread, from the pilot's cells
+        from bench.analysis.power import selection_variance
+
+        sel = selection_variance(queries.cells(url, pilot))
+        out["selection_var"] = None if sel is None else {"variance": sel[0], "df": sel[1]}
     for region in ("ET", "WT", "TC", None):
         lay = layouts(metrics, "dice", region=region)
         mats = [m for m in lay.matrices if m.shape[0] > 0]
@@ -124,10 +130,12 @@ def _power(spec: Any, args: argparse.Namespace, url: str, n_rows: int) -> dict[s
             main = seeds_for_power(comp, delta, sum_w2=4.0 / n_rows)
             entry["seeds_main_effect"] = main.seeds
         if spec.design == "forward":  # find among the candidates and confirm, 80% for both together
-            from bench.design.forward import seeds_for_ladder
+            from bench.analysis.power import seeds_for_ladder
 
             entry["seeds_forward_ladder"] = seeds_for_ladder(comp.run, comp.residual, comp.interaction, comp.cases,
-                                                             len(spec.factors), delta, folds=len(spec.folds))
+                                                             len(spec.factors), delta, folds=len(spec.folds),
+                                                             selection_var=None if sel is None else sel[0])
+            entry["selection_sd"] = None if sel is None else math.sqrt(sel[0])
         out["by_metric"].append(entry)
     return out
 
@@ -182,7 +190,11 @@ def _print_text(d: dict[str, Any]) -> None:
         for e in pw["by_metric"]:
             line = (f"  {e['metric']}: pairwise comparison {_fmt_seeds(e['seeds_pairwise'])}"
                     + (f", main effect {_fmt_seeds(e['seeds_main_effect'])}" if "seeds_main_effect" in e else "")
-                    + (f", forward ladder (select and confirm) {_fmt_seeds(e['seeds_forward_ladder'])}"
+                    + (f", forward ladder (select and confirm) {_fmt_seeds(e['seeds_forward_ladder'])} ("
+                       + (f"selection: paired validation sd {e['selection_sd']:.4f} from the pilot"
+                          if e.get("selection_sd") is not None else
+                          "selection sized from test-set components: the pilot has no paired validation Dice, so "
+                          "validation-set noise is left out and this is a lower bound") + ")"
                        if "seeds_forward_ladder" in e else "")
                     + f"; s_run {e['s_run']:.3f}, s_res {e['s_res']:.3f}, s_int {e['s_interaction']:.3f}; "
                     f"floor with {e['cases']} test cases: {e['floor']:.3f} (smaller effects need more cases)\n")

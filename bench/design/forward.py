@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from scipy import stats
 
+from bench.analysis.power import seeds_for_ladder
 from bench.analysis.stopping import Estimate, case_values, contrast_estimate, paired_run_estimate
 from bench.design import register
 from bench.design._base import CellRequest, Design, Results, RowRequest
@@ -55,28 +56,6 @@ def one_sided_p(est: Estimate) -> float:
         return 0.0 if est.estimate > 0 else 1.0
     t = est.estimate / est.se
     return float(stats.norm.sf(t) if not math.isfinite(est.df) else stats.t.sf(t, max(est.df, 1.0)))
-
-
-def seeds_for_ladder(run: float, residual: float, interaction: float, cases: int, candidates: int, delta: float,
-                     *, folds: int = 1, alpha: float = ALPHA, power: float = 0.8, max_seeds: int = 200) -> int | None:
-    """Seeds per configuration for a forward ladder to find and confirm a trick of ``+delta`` with ``power``.
-
-    Variance components as :mod:`bench.analysis.power` estimates them from a pilot (``run``, ``residual`` per
-    case, ``interaction`` = variance of a per-case difference). Selection: paired run differences (``folds`` x
-    seeds pairs) with variance ``2 (run + residual / cases)``, one-sided at ``alpha / candidates`` (Holm's
-    first step, the worst case); confirmation: ``interaction / cases + 2 (run + residual / cases) / seeds``,
-    one-sided at ``alpha``. Each stage gets ``sqrt(power)`` so that both succeed with ``power``. None when
-    ``max_seeds`` is not enough."""
-    z_p = float(stats.norm.ppf(math.sqrt(power)))
-    per_run = 2 * (run + residual / cases)
-    for s in range(2, max_seeds + 1):
-        pairs = s * folds
-        sel = float(stats.t.ppf(1 - alpha / candidates, pairs - 1)) + z_p <= delta / math.sqrt(per_run / pairs)
-        se_conf = math.sqrt(interaction / cases + per_run / pairs)
-        conf = float(stats.t.ppf(1 - alpha, pairs - 1)) + z_p <= delta / se_conf
-        if sel and conf:
-            return s
-    return None
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ _TOP_KEYS = {
     "inference": "InferenceConfig fields",
     "optuna": "search settings",
     "evaluation": "extra test-set metrics, e.g. {lesionwise = 'gli'}",
-    "replication": "adaptive replication: halfwidth, looks, max_seeds, margin, alpha",
+    "replication": "adaptive replication: halfwidth, looks, max_seeds, margin, alpha, allocation",
     "resolution": "fractional design: 3, 4 or 5 (the smallest fraction of at least that resolution)",
     "runs": "fractional design: number of rows of the fraction (a power of 2)",
     "foldover": "fractional design: true adds the mirror fraction as a second stage",
@@ -98,7 +98,7 @@ _ROW_KEYS = ("label", "tricks", "params")
 _OPTUNA_KEYS = ("trials", "sampler", "pruner", "seed", "search_params")
 _EVALUATION_KEYS = ("lesionwise",)
 COHORTS = ("gli", "ssa", "ped", "men", "met")  # bench.evaluation.lesionwise.COHORTS
-_REPLICATION_KEYS = ("halfwidth", "looks", "max_seeds", "margin", "alpha")
+_REPLICATION_KEYS = ("halfwidth", "looks", "max_seeds", "margin", "alpha", "allocation")
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,10 @@ class ReplicationSpec:
     max_seeds: int = 12
     margin: float = 0.005
     alpha: float = 0.05
+    # which rows of an undecided comparison get the next look's seeds: "balanced" every arm; "variance" the
+    # arms whose seeds narrow it most (a shared baseline counted once for all its comparisons), until the
+    # next look is predicted to reach the half-width
+    allocation: str = "balanced"
 
     def seeds(self, first: tuple[int, ...]) -> tuple[int, ...]:
         """The spec's seeds, continued with the next unused integers, ``max_seeds`` in all."""
@@ -584,7 +588,10 @@ def _replication(source: str, raw: dict[str, Any], design: str) -> ReplicationSp
         alpha=_typed(source, "replication.alpha", rep.get("alpha", 0.05), float, "a number"),
         max_seeds=_typed(source, "replication.max_seeds", rep.get("max_seeds", 12), int, "an integer"),
         looks=_int_list(source, "replication.looks", rep.get("looks", [3, 5, 8, 12]), count_ok=False),
+        allocation=_typed(source, "replication.allocation", rep.get("allocation", "balanced"), str, "a string"),
     )
+    if out.allocation not in ("balanced", "variance"):
+        raise _err(source, f"replication.allocation = {out.allocation!r} must be \"balanced\" or \"variance\"")
     if not out.halfwidth > 0:
         raise _err(source, f"replication.halfwidth = {out.halfwidth} must be > 0 (Dice)")
     if out.margin < 0:
