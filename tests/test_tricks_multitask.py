@@ -224,3 +224,31 @@ def test_default_multitask_trains_seven_outputs_and_predicts_brats_labels(prepar
     assert cid == case_id
     assert labels.shape == tuple(prepared.load(case_id).meta.source_shape)
     assert set(np.unique(labels).tolist()) <= {0, 1, 2, 4}
+
+
+def test_region_soft_dice_by_hand() -> None:
+    from tricks.multitask import region_soft_dice
+
+    target = torch.tensor([[[[0, 3], [2, 1]]]])  # (1, 1, 2, 2): BG, ET, ED, NCR
+    y = region_targets(target)  # ET: 1 voxel, WT: 3, TC: 2
+    probs = torch.full((1, 3, 1, 2, 2), 0.5)
+    # per region: 1 - (2 * 0.5 * |y| + 1) / (0.5 * 4 + |y| + 1)
+    want = np.mean([1 - (2 * 0.5 * n + 1) / (2 + n + 1) for n in (1, 3, 2)])
+    assert region_soft_dice(probs, target).item() == pytest.approx(want, rel=1e-6)
+    assert region_soft_dice(y, target).item() == pytest.approx(0.0, abs=1e-7)  # perfect region maps
+
+
+@pytest.mark.parametrize("regions", ["sigmoid", "grouped"])
+def test_region_dice_adds_the_soft_dice_of_the_region_probabilities(regions: str) -> None:
+    from tricks.multitask import _grouped_probs, region_soft_dice
+
+    plain = resolve(["multitask"], {"multitask": {"regions": regions}}).build(baseline_recipe())
+    with_dice = resolve(["multitask"], {"multitask": {"regions": regions, "region_dice": True}}).build(
+        baseline_recipe())
+    assert not plain.loss.region_dice and with_dice.loss.region_dice
+    logits = (torch.cat([_logits(CLASS_LOGITS), _logits(REGION_LOGITS)], 1) if regions == "sigmoid"
+              else _logits(CLASS_LOGITS))
+    probs = torch.sigmoid(logits[:, 4:7]) if regions == "sigmoid" else _grouped_probs(logits[:, :4])
+    diff = with_dice.loss(logits, TARGET, _state(with_dice)) - plain.loss(logits, TARGET, _state(plain))
+    assert diff.item() == pytest.approx(region_soft_dice(probs, TARGET).item(), rel=1e-5)
+    assert diff.item() > 0.01

@@ -22,6 +22,12 @@ How the region probabilities are formed (``regions`` parameter, not searched):
   (log q = logsumexp of the member logits - logsumexp of all logits), so the extra task shapes the same
   softmax the prediction comes from; the model and inference are those of the baseline.
 
+``region_dice = true`` (off by default: the paper's region loss is BCE alone) adds 1 - soft Dice of the region
+probabilities to the BCE, as nnU-Net trains its region heads. With BCE alone, averaged over every voxel, the
+heads of the small regions (ET, TC: a few percent of a patch) can stay negative everywhere: on the demo
+phantoms at 400 iterations the sigmoid heads predicted no ET and no TC voxel, and predicted both with the
+soft Dice added (BENCHMARKS.md, "Real folders and CPU speed").
+
 Wraps the ``loss`` slot, and (sigmoid mode) the ``model.extra_outputs`` slot: its 3 channels come after any
 that tricks applied before it added, so it composes with other extra-output tricks.
 """
@@ -48,6 +54,7 @@ __all__ = [
     "region_targets",
     "region_bce",
     "grouped_region_bce",
+    "region_soft_dice",
     "REGION_MODES",
     "MultitaskLoss",
     "Multitask",
@@ -93,6 +100,23 @@ def grouped_region_bce(class_logits: torch.Tensor, target: torch.Tensor) -> torc
     return torch.stack(terms, 1).flatten(1).mean(1)
 
 
+def region_soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Per-sample (B,) mean over ET, WT, TC of 1 - soft Dice between region probabilities (B, 3, *spatial)
+    and the region maps of ``target``. A region absent from a patch and predicted absent costs about 0."""
+    y = region_targets(target).flatten(2)
+    p = probs.float().flatten(2)
+    inter = (p * y).sum(2)
+    dice = (2 * inter + smooth) / (p.sum(2) + y.sum(2) + smooth)
+    return (1 - dice).mean(1)
+
+
+def _grouped_probs(class_logits: torch.Tensor) -> torch.Tensor:
+    z = class_logits.float()
+    lse = torch.logsumexp(z, 1)
+    return torch.stack([torch.exp(torch.logsumexp(z[:, _MEMBERSHIP[:, r].bool()], 1) - lse)
+                        for r in range(len(REGION_ORDER))], 1)
+
+
 REGION_MODES: tuple[str, ...] = ("sigmoid", "grouped")
 
 
@@ -111,6 +135,7 @@ class MultitaskLoss:
     regions: str = "sigmoid"
     n_classes: int = N_CLASSES
     offset: int = 0
+    region_dice: bool = False  # add 1 - soft Dice of the region probabilities to the region term
 
     def __post_init__(self) -> None:
         if self.regions not in REGION_MODES:
@@ -126,9 +151,13 @@ class MultitaskLoss:
                     f"gives {logits.shape[1]} channels (was it built with the recipe's extra_outputs?)"
                 )
             bce = region_bce(logits[:, lo:hi], target)
+            if self.region_dice:
+                bce = bce + region_soft_dice(torch.sigmoid(logits[:, lo:hi].float()), target)
             rest = logits[:, :lo] if hi == logits.shape[1] else torch.cat([logits[:, :lo], logits[:, hi:]], 1)
         else:
             bce = grouped_region_bce(logits[:, : self.n_classes], target)
+            if self.region_dice:
+                bce = bce + region_soft_dice(_grouped_probs(logits[:, : self.n_classes]), target)
             rest = logits
         state.extras["multitask_bce"] = float(bce.detach().mean())
         return self.base(rest, target, state) + self.weight * bce
@@ -160,11 +189,19 @@ class Multitask(Trick):
                 "help": "region maps: 3 extra sigmoid output channels (paper), or grouped sums of class probabilities",
             },
         )
+        region_dice: bool = field(
+            default=False,
+            metadata={
+                "help": "add a soft Dice of the region probabilities to their BCE (nnU-Net's region loss; the "
+                        "paper's is BCE alone, whose small-region heads can stay negative everywhere)",
+            },
+        )
 
     def apply(self, recipe: Recipe, params: Any) -> None:
         if params.regions == "sigmoid":
             offset = int(recipe.extra_outputs)
             recipe.extra_outputs = offset + len(REGION_ORDER)
-            recipe.loss = MultitaskLoss(recipe.loss, params.weight, "sigmoid", offset=offset)
+            recipe.loss = MultitaskLoss(recipe.loss, params.weight, "sigmoid", offset=offset,
+                                        region_dice=bool(params.region_dice))
         else:
-            recipe.loss = MultitaskLoss(recipe.loss, params.weight, "grouped")
+            recipe.loss = MultitaskLoss(recipe.loss, params.weight, "grouped", region_dice=bool(params.region_dice))
