@@ -46,16 +46,22 @@ def test_plan_text_shows_aliases_and_validates_like_run(run_cli, tmp_path):
     assert r.code == 2 and "--trials is only used by Optuna searches" in r.err
 
 
-def test_plan_power_from_a_pilot_matches_the_formula(run_cli, tmp_path):
+def _pilot(tmp_path):
+    """A 2-configuration pilot (3 seeds, 6 cases): run-to-run term 0.01 * seed, no residual or interaction."""
     from bench.report.demo import fill_results, grid_rows
 
     url = f"sqlite:///{tmp_path / 'pilot.db'}"
     rows = grid_rows(["warmup"])
 
-    def metric(ci, fold, seed, k, region):  # run-to-run term 0.01 * seed; no residual, no interaction
+    def metric(ci, fold, seed, k, region):
         return 0.6 + 0.05 * rows[ci].toggles["warmup"] + 0.01 * seed + 0.02 * k, 5.0
 
     fill_results(url, "pilot", "full", rows, metric, seeds=(0, 1, 2), cases=6)
+    return url
+
+
+def test_plan_power_from_a_pilot_matches_the_formula(run_cli, tmp_path):
+    url = _pilot(tmp_path)
     r = run_cli("plan", str(SPEC), "--json", "--power", "0.02", "--pilot", "pilot", "--results", url)
     assert r.code == 0, r.err
     p = json.loads(r.out)["power"]
@@ -122,17 +128,10 @@ def test_plan_power_of_a_forward_spec_sizes_selection_from_paired_validation_dic
     from sqlalchemy import select
 
     from bench.analysis.power import seeds_for_ladder
-    from bench.report.demo import fill_results, grid_rows
     from bench.store import open_store
     from bench.store.models import Cell, Configuration
 
-    url = f"sqlite:///{tmp_path / 'pilot.db'}"
-    rows = grid_rows(["warmup"])
-
-    def metric(ci, fold, seed, k, region):  # run-to-run term 0.01 * seed; no residual, no interaction
-        return 0.6 + 0.05 * rows[ci].toggles["warmup"] + 0.01 * seed + 0.02 * k, 5.0
-
-    fill_results(url, "pilot", "full", rows, metric, seeds=(0, 1, 2), cases=6)
+    url = _pilot(tmp_path)
     spec = tmp_path / "fwd.toml"
     spec.write_text(FORWARD)
     r = run_cli("plan", str(spec), "--json", "--power", "0.02", "--pilot", "pilot", "--results", url)
@@ -149,7 +148,7 @@ def test_plan_power_of_a_forward_spec_sizes_selection_from_paired_validation_dic
     store = open_store(url)
     with store.session() as s:
         for cell, label in s.execute(select(Cell, Configuration.label).join(Configuration)).all():
-            cell.objective = 0.5 + (0.01 + 0.02 * cell.seed if label != rows[0].label else 0.0)
+            cell.objective = 0.5 + (0.01 + 0.02 * cell.seed if label != "BL" else 0.0)
     r = run_cli("plan", str(spec), "--json", "--power", "0.02", "--pilot", "pilot", "--results", url)
     p = json.loads(r.out)["power"]
     mean = [e for e in p["by_metric"] if e["metric"].startswith("mean")][0]
