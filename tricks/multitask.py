@@ -86,18 +86,24 @@ def region_bce(region_logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return bce.flatten(1).mean(1)
 
 
-def grouped_region_bce(class_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample (B,) mean BCE of region probabilities formed as sums of the class probabilities."""
+def _grouped_log_probs(class_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log q and log (1 - q) of the grouped region probabilities (B, 3, *spatial), q_r = sum of the class
+    probabilities of region r's members, in log space (logsumexp of the member logits minus that of all)."""
     z = class_logits.float()
     lse = torch.logsumexp(z, 1)
-    y = region_targets(target)
-    terms = []
+    log_q, log_not_q = [], []
     for r in range(len(REGION_ORDER)):
         member = _MEMBERSHIP[:, r].bool()
-        log_q = torch.logsumexp(z[:, member], 1) - lse
-        log_not_q = torch.logsumexp(z[:, ~member], 1) - lse
-        terms.append(-(y[:, r] * log_q + (1 - y[:, r]) * log_not_q))
-    return torch.stack(terms, 1).flatten(1).mean(1)
+        log_q.append(torch.logsumexp(z[:, member], 1) - lse)
+        log_not_q.append(torch.logsumexp(z[:, ~member], 1) - lse)
+    return torch.stack(log_q, 1), torch.stack(log_not_q, 1)
+
+
+def grouped_region_bce(class_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample (B,) mean BCE of region probabilities formed as sums of the class probabilities."""
+    log_q, log_not_q = _grouped_log_probs(class_logits)
+    y = region_targets(target)
+    return (-(y * log_q + (1 - y) * log_not_q)).flatten(1).mean(1)
 
 
 def region_soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -111,10 +117,8 @@ def region_soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float = 
 
 
 def _grouped_probs(class_logits: torch.Tensor) -> torch.Tensor:
-    z = class_logits.float()
-    lse = torch.logsumexp(z, 1)
-    return torch.stack([torch.exp(torch.logsumexp(z[:, _MEMBERSHIP[:, r].bool()], 1) - lse)
-                        for r in range(len(REGION_ORDER))], 1)
+    """The grouped region probabilities q (B, 3, *spatial)."""
+    return torch.exp(_grouped_log_probs(class_logits)[0])
 
 
 REGION_MODES: tuple[str, ...] = ("sigmoid", "grouped")
