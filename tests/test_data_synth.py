@@ -168,3 +168,21 @@ def test_synth_cli(run_cli, tmp_path: Path) -> None:
     assert (tmp_path / "d" / "unlabeled" / "imagesTs" / "BRATS_U001.nii.gz").is_file()
     bad = run_cli("data", "synth", tmp_path / "e", "--shape", "8,8")
     assert bad.code == 2 and "expected X,Y,Z" in bad.err
+
+
+def test_a_new_phantom_version_is_new_workspace_data(tmp_path: Path, monkeypatch) -> None:
+    """The workspace's synthetic folder is keyed by the generator version: phantoms drawn by an older version
+    are not reused after the generator changes."""
+    import bench.data.synth as synth
+    from bench.runner.spec import parse_spec
+    from bench.runner.workspace import Workspace, _synthetic_folder
+
+    spec = parse_spec('name = "v"\ndesign = "list"\nfixed = []\n[[rows]]\nlabel = "BL"\ntricks = []\n'
+                      '[data]\npath = "synthetic"\n[data.synthetic]\ncases = 2\nshape = [16, 16, 16]\n',
+                      "v.toml", check_data=False)
+    ws = Workspace(tmp_path)
+    first = _synthetic_folder(spec, ws)
+    assert _synthetic_folder(spec, ws) == first and (first / ".complete").exists()
+    monkeypatch.setattr(synth, "PHANTOM_VERSION", synth.PHANTOM_VERSION + 1)
+    second = _synthetic_folder(spec, ws)
+    assert second != first and (second / ".complete").exists()
