@@ -102,8 +102,11 @@ def predict(checkpoints: Sequence[str | Path] | str | Path, dataset: Any, case_i
     Yields ``(case_id, labels)`` with ``labels`` uint8 BraTS-2019 labels {0,1,2,4} on the case's SOURCE grid
     (probabilities resampled from the working grid to the brain's bounding box, outside it background).
     Write them with ``bench.data.writers.write_prediction``. ``device`` overrides ``inference_cfg.device``.
+    DataError when ``dataset`` was prepared otherwise than the checkpoints' training data (spacing,
+    normalisation, crop), CheckpointError when fused checkpoints disagree on it.
     ``progress`` gets ``{"case": case_id, "done": n, "total": N}``.
     """
+    from bench.engine.checkpoint import check_preprocessing, load_checkpoint, model_preprocessing
     from bench.engine.infer import load_models, predict_case
 
     cfg = inference_cfg or InferenceConfig()
@@ -112,6 +115,9 @@ def predict(checkpoints: Sequence[str | Path] | str | Path, dataset: Any, case_i
     cfg.validate()
     if isinstance(checkpoints, (str, Path)):
         checkpoints = [checkpoints]
+    # the data must be prepared as the models' training data was (fused models must agree among themselves)
+    record = model_preprocessing([(c, load_checkpoint(c)) for c in checkpoints])
+    check_preprocessing(record, dataset, str(getattr(dataset, "root", "the prepared data")))
     models, window, dev = load_models([Path(c) for c in checkpoints], cfg)
     ids = list(case_ids)
     for i, cid in enumerate(ids):
