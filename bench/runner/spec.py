@@ -457,8 +457,8 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         except BenchError as exc:
             raise _err(source, str(exc)) from None
         data = dataclasses.replace(data, folds=n)
-    if data.folds < 2 and data.splits is None:
-        raise _err(source, f"data.folds = {data.folds} must be >= 2")
+    if data.folds < 1 and data.splits is None:
+        raise _err(source, f"data.folds = {data.folds} must be >= 1 (1: every non-test case trains, no validation)")
     if not 0 < data.test_fraction < 1:
         raise _err(source, f"data.test_fraction = {data.test_fraction} must be in (0, 1)")
     if data.spacing is not None and not data.spacing > 0:
@@ -546,6 +546,9 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     if design == "forward" and train.get("val_every", 0) < 1:
         raise _err(source, "design = 'forward' needs train.val_every >= 1 (steps are selected on validation Dice; "
                            "test cases only confirm)")
+    if design in ("forward", "optuna") and data.folds == 1:
+        raise _err(source, f"data.folds = 1 leaves no validation cases, and design = '{design}' selects on "
+                           "validation Dice; set data.folds >= 2")
     if design == "optuna" and train.get("val_every", 0) < 1:
         raise _err(source, "design = 'optuna' needs train.val_every >= 1 (the objective and pruning use "
                            "validation Dice; test cases are never used to choose)")
