@@ -162,3 +162,23 @@ def test_engine_predict_refuses_data_prepared_otherwise(coarse, synth_raw: Path,
     ds = prepare(synth_raw, tmp_path / "c", folds=3, normalization="zscore", spacing=2.0, progress=False)
     with pytest.raises(DataError, match="minmax normalisation"):
         next(predict([ckpt], ds, ds.test_ids()[:1]))
+
+
+def test_predict_applies_post_processing_tricks(coarse, synth_raw: Path, run_cli, tmp_path: Path) -> None:
+    """`bench predict --tricks drop_stray_components --set ...min_fraction=1`: only the largest component stays."""
+    from scipy import ndimage
+
+    ckpt, cache = coarse
+    common = ("--model", ckpt, "--data", synth_raw, "--cache", cache, "--cases", "test", "--folds", "3")
+    plain = run_cli("predict", *common, "--out", tmp_path / "plain")
+    kept = run_cli("predict", *common, "--out", tmp_path / "pp", "--tricks", "drop_stray_components",
+                   "--set", "drop_stray_components.min_fraction=1", "--set", "drop_stray_components.max_distance=0")
+    assert plain.code == 0 and kept.code == 0, kept.err
+    a, b = _labels(tmp_path / "plain"), _labels(tmp_path / "pp")
+    full = np.ones((3, 3, 3), bool)
+    assert any(ndimage.label(v > 0, structure=full)[1] > 1 for v in a.values())  # something to remove
+    for name in a:
+        comps, n = ndimage.label(b[name] > 0, structure=full)
+        assert n <= 1 and np.array_equal(b[name][b[name] > 0], a[name][b[name] > 0])
+    bad = run_cli("predict", *common, "--out", tmp_path / "x", "--tricks", "warmup")
+    assert bad.code == 2 and "--tricks warmup: a training trick" in bad.err

@@ -34,7 +34,7 @@ __all__ = ["DropStrayComponentsTrick"]
 class DropStrayComponentsTrick(Trick):
     name = "drop_stray_components"
     summary = "tumour components much smaller than or far from the largest one are removed (BraTS post-processing)"
-    section = "not in the paper (BraTS post-processing)"
+    section = "none: the paper used no post-processing (BraTS practice, Isensee et al. 2018, 2020)"
     phase = "inference"
     wraps = ("postprocess",)
     order = 40

@@ -33,7 +33,7 @@ __all__ = ["EtToNecrosis"]
 class EtToNecrosis(Trick):
     name = "et_to_necrosis"
     summary = "a predicted ET below min_volume mm^3 becomes necrosis (BraTS empty-ET rule; Isensee 2018/2020)"
-    section = "not in the paper (BraTS post-processing)"
+    section = "none: the paper used no post-processing (BraTS practice, Isensee et al. 2018, 2020)"
     phase = "inference"
     wraps = ("postprocess",)
     order = 60

@@ -56,6 +56,10 @@ def register(subparsers: Any) -> None:
     q.add_argument("--mirror", action="store_true", help="average with the left-right mirrored prediction")
     q.add_argument("--regions", action="store_true",
                    help="predict from the sigmoid ET/WT/TC outputs of a multitask model (nnU-Net's way)")
+    q.add_argument("--tricks", default="",
+                   help="inference tricks, comma-separated: patch_fusion, et_to_necrosis, drop_stray_components")
+    q.add_argument("--set", dest="sets", action="append", default=[], metavar="TRICK.PARAM=VALUE",
+                   help="a parameter of those tricks, e.g. et_to_necrosis.min_volume=300 (repeatable)")
     q.add_argument("--spacing", type=float, default=None,
                    help="working grid spacing in mm: the model's, always (only for a checkpoint of an older bench "
                         "that does not record it)")
@@ -186,6 +190,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inference_stack(args: argparse.Namespace) -> Any:
+    """The inference tricks of ``bench predict --tricks`` (training tricks and model_fusion refused)."""
+    import tricks
+    from bench.errors import SpecError
+
+    params: dict[str, dict[str, Any]] = {}
+    for text in args.sets:
+        name, key, value = tricks.parse_set_option(text)
+        params.setdefault(name, {})[key] = value
+    names = [n.strip() for n in args.tricks.split(",") if n.strip()]
+    for name in params:
+        if name not in names:
+            raise SpecError(f"--set {name}.…: trick {name!r} is not in --tricks ({', '.join(names) or 'none'})")
+    stack = tricks.resolve(names, params)
+    for t, _ in stack.entries:
+        if t.phase != "inference" or t.name == "model_fusion":
+            why = "give every fold's checkpoint to --model" if t.name == "model_fusion" else "a training trick"
+            raise SpecError(f"--tricks {t.name}: {why}; accepted patch_fusion, et_to_necrosis, "
+                            "drop_stray_components")
+    return stack
+
+
 def _model_preparation(record: dict[str, Any] | None, args: argparse.Namespace) -> dict[str, Any]:
     """How a raw --data folder is prepared for the model: its recorded spacing and normalisation. A checkpoint
     saved before bench recorded them falls back to --spacing (default: the source grid) and min-max, said in
@@ -234,11 +260,16 @@ def _predict(args: argparse.Namespace) -> int:
         if bad:
             raise SpecError(f"--cases: unknown case ID(s) {', '.join(bad)}")
     cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device, regions=args.regions)
+    cfg = _inference_stack(args).inference_config(cfg)
     if args.overlap is not None:
         cfg = dataclasses.replace(cfg, overlap=args.overlap)
     if args.weights is not None:
         cfg = dataclasses.replace(cfg, weights=args.weights)
     cfg.validate()
+    if any(step.select == "validation" for step in cfg.postprocess):
+        cfg, lines = api.select_postprocess(paths, ds, cfg)
+        for line in lines:
+            print(f"post-processing chosen on validation: {line}")
     from bench.bars import progress_bar
 
     out = Path(args.out)
