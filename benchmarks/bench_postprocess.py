@@ -1,6 +1,9 @@
 """BraTS post-processing tricks on phantoms with the post-processing traps (bench.data.traps).
 
     python benchmarks/bench_postprocess.py [--cases 16] [--shape 96 96 64] [--iterations 300] [--seed 0]
+                                           [--work DIR]
+
+``--work DIR`` keeps the data and the training there; a second call with the same DIR reuses both.
 
 Writes ``--cases`` phantoms with ``traps=True`` (faint spurious enhancement in the low-grade cases, bright
 non-tumour FLAIR spots far from the lesion in every case), prepares them (3 folds, 25% test), trains one
@@ -46,6 +49,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=None, help="folder for data and training (kept; reused)")
     args = ap.parse_args()
 
     from bench.data.prepare import prepare
@@ -54,9 +58,10 @@ def main() -> None:
     from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig
     from bench.evaluation.metrics import evaluate_case
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-postprocess-"))
+    tmp = args.work or Path(tempfile.mkdtemp(prefix="bench-postprocess-"))
     t0 = time.perf_counter()
-    synthesize(tmp / "data", cases=args.cases, shape=args.shape, seed=args.seed, traps=True)
+    if not (tmp / "data").is_dir():
+        synthesize(tmp / "data", cases=args.cases, shape=args.shape, seed=args.seed, traps=True)
     ds = prepare(tmp / "data", tmp / "cache", folds=3, test_fraction=0.25, progress=False)
     low = {c for c in ds.case_ids if not ds.has_et(c)}
     print(f"{args.cases} trap phantoms of {'x'.join(map(str, args.shape))} (low-grade: {len(low)}), test "
