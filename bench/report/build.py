@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.design import traits
 from bench.errors import StoreError
 from bench.report import appendix as appendix_mod
 from bench.report import tables
@@ -257,7 +258,7 @@ def _importances_from_results(a: Analysis, data: ReportData) -> pd.DataFrame:
 def _importances(a: Analysis, data: ReportData, workspace: Path | None, storage: str | None) -> None:
     """Parameter importances of an Optuna search: from its study when the storage is readable, otherwise
     reconstructed from the results database, with a note saying which."""
-    if a.design != "optuna":
+    if not traits(a.design).searches:
         return
     ws = Path(workspace or ".")
     where = storage or str(ws / ".bench" / "optuna.journal")
@@ -360,7 +361,7 @@ def build_report(
     if metric == "lesion_dice":
         data, metric_note = lesionwise_view(data)
     fwd = None
-    if data.design == "forward":  # Table 1 from the confirmation runs; the selection path as an appendix
+    if traits(data.design).confirms:  # Table 1 from the confirmation runs; the selection path as an appendix
         from bench.report import forward as forward_mod
 
         data, fwd = forward_mod.confirmation_data(data)
