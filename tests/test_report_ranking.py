@@ -184,3 +184,13 @@ def test_cli_rank_bad_input_one_line_exit_2(tmp_path, run_cli):
         assert r.code == 2 and len(lines) == 1 and lines[0].startswith("bench: error:"), (argv, r.err)
         assert expected in lines[0], (argv, lines[0])
     assert not (tmp_path / "o" / "single").exists()  # nothing written for a refused ranking
+
+
+def test_kendall_tau_b_equals_scipy_with_ties():
+    from scipy.stats import kendalltau
+
+    from bench.analysis.ranking import kendall_tau_b
+
+    x = np.array([1, 1, 3, 4, 5, 5, 7, 8])
+    ys = np.random.default_rng(0).integers(1, 9, size=(50, 8))
+    np.testing.assert_allclose(kendall_tau_b(x, ys), [kendalltau(x, y).statistic for y in ys], atol=1e-12)

@@ -38,7 +38,7 @@ from bench.errors import StoreError
 
 __all__ = [
     "RankMetric", "RANK_METRIC_SETS", "RankInput", "Ranking", "metric_set", "rank_input", "rank_then_aggregate",
-    "permutation_pvalues", "bootstrap_ranks", "rank", "COVERS_CASES_AND_RUNS", "COVERS_CASES_ONLY",
+    "permutation_pvalues", "bootstrap_ranks", "kendall_tau_b", "rank", "COVERS_CASES_AND_RUNS", "COVERS_CASES_ONLY",
 ]
 
 
@@ -233,6 +233,15 @@ def bootstrap_ranks(oriented: Sequence[np.ndarray], n_boot: int = 1000, seed: in
     return out
 
 
+def kendall_tau_b(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of ranking ``x`` (N,) with every row of ``ys`` (B, N); NaN where one side is all ties."""
+    iu = np.triu_indices(len(x), k=1)
+    sx = np.sign(x[:, None] - x[None, :])[iu].astype(float)  # (P,)
+    sy = np.sign(ys[:, :, None] - ys[:, None, :])[:, iu[0], iu[1]].astype(float)  # (B, P)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sy @ sx) / np.sqrt(np.abs(sx).sum() * np.abs(sy).sum(axis=1))
+
+
 @dataclass
 class Ranking:
     """A challenge-style ranking with its tests and its bootstrap stability (all arrays in ``labels`` order)."""
@@ -288,12 +297,8 @@ class Ranking:
         return lo.astype(int), hi.astype(int)
 
     def kendall_tau(self) -> np.ndarray:
-        """Kendall's tau between the ranking and each bootstrap ranking (challengeR's stability summary)."""
-        from scipy.stats import kendalltau
-
-        if len(self.labels) < 2:
-            return np.full(self.n_boot, np.nan)
-        return np.array([kendalltau(self.rank, b).statistic for b in self.boot_ranks])
+        """Kendall's tau-b between the ranking and each bootstrap ranking (challengeR's stability summary)."""
+        return kendall_tau_b(self.rank, self.boot_ranks)
 
     def frame(self) -> pd.DataFrame:
         """One row per configuration in rank order: rank, score, runs, bootstrap rank summary, p vs the next."""
