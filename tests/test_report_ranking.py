@@ -194,3 +194,12 @@ def test_kendall_tau_b_equals_scipy_with_ties():
     x = np.array([1, 1, 3, 4, 5, 5, 7, 8])
     ys = np.random.default_rng(0).integers(1, 9, size=(50, 8))
     np.testing.assert_allclose(kendall_tau_b(x, ys), [kendalltau(x, y).statistic for y in ys], atol=1e-12)
+
+
+def test_lesion_wise_metric_ranks_the_lesion_columns():
+    df = _frame({"A": [[(0.9, 2.0)] * 4], "B": [[(0.8, 3.0)] * 4]})
+    df["lesion_dice"] = np.where(df["label"] == "A", 0.5, 0.7)  # lesion-wise order opposite to whole-image
+    df["lesion_hd95"] = np.where(df["label"] == "A", 30.0, 10.0)
+    r = rank(rank_input(df, RANK_METRIC_SETS["lesion_dice"]), metric="lesion_dice", n_boot=100)
+    assert [(m.column, reg) for m, reg in r.criteria] == [("lesion_dice", "ET"), ("lesion_hd95", "ET")]
+    assert list(r.rank) == [2, 1] and list(rank(rank_input(df, RANK_METRIC_SETS["dice"]), n_boot=100).rank) == [1, 2]

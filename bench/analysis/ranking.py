@@ -213,10 +213,17 @@ def bootstrap_ranks(oriented: Sequence[np.ndarray], n_boot: int = 1000, seed: in
     batch = max(1, int(3e7 // max(1, n_conf * n_conf * c * k)))  # bounds the pairwise comparison array
     flat = [np.nan_to_num(v, nan=0.0).reshape(v.shape[0], c * k) for v in oriented]
     nan_flat = [np.isnan(v).reshape(v.shape[0], c * k).astype(float) for v in oriented]
+    fixed = None
+    if all(v.shape[0] == 1 for v in oriented):  # one run each: the per-case ranks never change, only case weights
+        fixed = _ranks_min(np.stack([v[0] for v in oriented])).sum(axis=2).astype(float)  # (N, C)
+        batch = 4096
     for start in range(0, n_boot, batch):
         b = min(batch, n_boot - start)
         case_counts = np.zeros((b, c))
         np.add.at(case_counts, (np.repeat(np.arange(b), c), rng.integers(0, c, size=b * c)), 1.0)
+        if fixed is not None:
+            out[start:start + b] = _final_ranks(case_counts @ fixed.T)
+            continue
         y = np.empty((b, n_conf, c, k))
         for i, (v, vn) in enumerate(zip(flat, nan_flat)):
             s = v.shape[0]

@@ -79,7 +79,7 @@ def _rows(r: Ranking, esc: Callable[[str], str], pct: str = "%") -> tuple[list[s
     for row in r.frame().itertuples(index=False):
         cells = [str(row.rank), esc(row.label), f"{row.score:.3f}", str(row.runs),
                  f"{row.boot_median_rank:g} [{row.boot_rank_lo}, {row.boot_rank_hi}]", f"{100 * row.p_rank1:.1f}{pct}",
-                 fmt_p(row.p_vs_next) if row.next else "-"]
+                 esc(fmt_p(row.p_vs_next)) if row.next else "-"]
         if r.run_ranks:
             i = r.labels.index(row.label)
             cells.append(", ".join(str(int(v[i])) for v in r.run_ranks.values()))
