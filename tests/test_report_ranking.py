@@ -203,3 +203,31 @@ def test_lesion_wise_metric_ranks_the_lesion_columns():
     r = rank(rank_input(df, RANK_METRIC_SETS["lesion_dice"]), metric="lesion_dice", n_boot=100)
     assert [(m.column, reg) for m, reg in r.criteria] == [("lesion_dice", "ET"), ("lesion_hd95", "ET")]
     assert list(r.rank) == [2, 1] and list(rank(rank_input(df, RANK_METRIC_SETS["dice"]), n_boot=100).rank) == [1, 2]
+
+
+def test_cli_rank_by_stored_lesion_wise_values(tmp_path, run_cli):
+    from sqlalchemy import update
+
+    from bench.store import open_store
+    from bench.store.models import CaseMetric
+
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    spec = 'name = "lw"\ndesign = "ladder"\nfactors = ["warmup"]\n\n[evaluation]\nlesionwise = "gli"\n'
+    # whole-image: BL+warmup better; lesion-wise (stored below): BL better
+    fill_results(url, "lw", "ladder", ladder_rows(["warmup"]),
+                 lambda ci, f, s, k, r: (0.6 + 0.1 * ci + 0.01 * k, 5.0 - ci), cases=6, spec=spec)
+    with open_store(url).session() as s:
+        s.execute(update(CaseMetric).values(lesion_dice=1.6 - CaseMetric.dice, lesion_hd95=CaseMetric.hd95 * -1 + 20,
+                                            num_tp=1, num_fp=0, num_fn=0))
+        s.commit()
+    for metric, first in (("dice", "BL+warmup"), ("lesion_dice", "BL")):
+        r = run_cli("report", "lw", "--results", url, "--out", tmp_path / "o", "--rank", "--metric", metric,
+                    "--no-pdf", "--no-plots", "--format", "markdown,csv", "--resamples", "200")
+        assert r.code == 0, r.err
+        d = tmp_path / "o" / ("lw" if metric == "dice" else "lw-lesionwise")
+        table = pd.read_csv(d / "ranking.csv")
+        assert table["label"].iloc[0] == first and list(table["rank"]) == [1, 2]
+        assert table["p_vs_next"].iloc[0] == pytest.approx(1 / 64)  # 6 cases, all won: exact 1 / 2^6
+        cols = {c for c in table if c.startswith("mean_rank_")}
+        prefix = "lesion_" if metric == "lesion_dice" else ""
+        assert cols == {f"mean_rank_{prefix}{m}_{reg}" for m in ("dice", "hd95") for reg in ("ET", "TC", "WT")}
