@@ -418,7 +418,8 @@ def build_report(
         tex_figs = [(f"{s}.pdf", c) for s, c in figures]
         tex_doc = latex.document(a, ap, tex_figs)
         if ranking is not None:
-            tex_doc = _insert_before(tex_doc, r"\end{document}", rank_out.latex(ranking, rank_fig and f"{rank_fig}.pdf"))
+            section = rank_out.latex(ranking, rank_fig and f"{rank_fig}.pdf")
+            tex_doc = _insert_before(tex_doc, r"\end{document}", section)
         tex = write_text_atomic(out_dir / "report.tex", tex_doc)
         files.append(tex)
         import shutil
@@ -439,7 +440,8 @@ def build_report(
         files.append(write_text_atomic(out_dir / "effects.md", markdown.effects(a) or "No factorial effects.\n"))
         md_doc = markdown.document(a, ap, [(f"{s}.png", c) for s, c in figures])
         if ranking is not None:
-            md_doc += "\n" + rank_out.markdown(ranking, rank_fig and f"{rank_fig}.png")
+            section = rank_out.markdown(ranking, rank_fig and f"{rank_fig}.png")
+            md_doc = _insert_before(md_doc, "## Reproducibility", section)
         files.append(write_text_atomic(out_dir / "report.md", md_doc))
         steps.update(1)
     if "csv" in formats:
@@ -461,7 +463,8 @@ def build_report(
 
         html_doc = html.document(a, ap, [(f"{s}.png", c) for s, c in figures])
         if ranking is not None:
-            html_doc = _insert_before(html_doc, "</body></html>", rank_out.html(ranking, rank_fig and f"{rank_fig}.png"))
+            section = rank_out.html(ranking, rank_fig and f"{rank_fig}.png")
+            html_doc = _insert_before(html_doc, "<h2>Reproducibility</h2>", section)
         files.append(write_text_atomic(out_dir / "report.html", html_doc))
         steps.update(1)
     steps.close()
@@ -483,7 +486,7 @@ def _ranking(data: ReportData, labels: list[str], metric: str, n_boot: int, perm
 
 
 def _insert_before(doc: str, marker: str, section: str) -> str:
-    """``section`` placed before the last ``marker`` of ``doc`` (the end of a document)."""
+    """``section`` placed before the last ``marker`` of ``doc``, or at its end when there is none."""
     head, sep, tail = doc.rpartition(marker)
     return head + section + sep + tail if sep else doc + section
 

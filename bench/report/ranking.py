@@ -45,9 +45,10 @@ def method_text(r: Ranking) -> str:
         f"the {_criteria_text(r)}, the configurations are ranked (1 = best; ties share the smallest rank; a missing "
         f"value ranks last); {runs_txt}. Score = mean over cases of the mean rank over criteria (lower is "
         f"better); Rank orders the scores.{dropped} p vs next: PermRanker's one-sided permutation test that the "
-        f"row ranks better than the next row (the two configurations' per-case scores swapped within cases; "
-        f"{perm}; not corrected for multiplicity). Bootstrap rank: median and 95% interval of the rank over "
-        f"{r.n_boot} resamples (seed {r.seed}) of {r.covers}; P(1st): share of resamples ranking it first."
+        f"row ranks better than the next row (the two configurations' per-case scores swapped within cases: the "
+        f"test cases are its unit, on run-averaged values; {perm}; not corrected for multiplicity). Bootstrap "
+        f"rank: median and 95% interval of the rank over {r.n_boot} resamples (seed {r.seed}) of {r.covers}; "
+        f"P(1st): share of resamples ranking it first."
     )
 
 
@@ -154,7 +155,8 @@ def latex(r: Ranking, figure: str | None = None) -> str:
 
     head, rows = _rows(r, escape, pct=r"\%")
     head = [escape(h) for h in head]
-    cols = "r" + "l" + "r" * (len(head) - 2)
+    first = r"l" if max(len(lab) for lab in r.labels) <= 28 else r">{\raggedright\arraybackslash}p{4.2cm}"
+    cols = "r" + first + "r" * 5 + (r">{\raggedright\arraybackslash}p{3.4cm}" if r.run_ranks else "")
     out = [r"\section*{Ranking (" + escape(r.metric) + ")}",
            r"\begin{table}[htbp]\centering\footnotesize",
            r"\caption{" + escape(method_text(r)) + "}",
