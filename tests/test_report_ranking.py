@@ -153,12 +153,13 @@ def test_cli_rank_on_a_stored_experiment(tmp_path, run_cli):
     np.testing.assert_allclose(freq.sum(axis=1), 1.0)
     assert (d / "rank_stability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (d / "report.md").read_text()
-    assert "## Ranking (dice)" in md and COVERS_CASES_AND_RUNS in md.replace("\\_", "_")
+    assert md.index("## Ranking (dice)") < md.index("## Reproducibility")
+    assert COVERS_CASES_AND_RUNS in md.replace("\\_", "_")
     assert "![Rank stability" in md and "(rank_stability.png)" in md
     assert "rank_stability.png" in (d / "report.html").read_text()
     tex = (d / "report.tex").read_text()
     assert r"\section*{Ranking (dice)}" in tex and "rank_stability.pdf" in tex
-    assert tex.index("Ranking (dice)") < tex.index(r"\end{document}")
+    assert tex.index("Ranking (dice)") < tex.index(r"\section*{Reproducibility}") < tex.index(r"\end{document}")
     assert "| Rank | Configuration | Score |" in r.out  # printed with Table 1
     # one seed: the output says the resampling covers test cases only
     fill_results(url, "one-seed", "ladder", rows, metric, seeds=(0,), cases=8)

@@ -419,7 +419,7 @@ def build_report(
         tex_doc = latex.document(a, ap, tex_figs)
         if ranking is not None:
             section = rank_out.latex(ranking, rank_fig and f"{rank_fig}.pdf")
-            tex_doc = _insert_before(tex_doc, r"\end{document}", section)
+            tex_doc = _insert_before(tex_doc, "\\clearpage\n\\section*{Reproducibility}", section)
         tex = write_text_atomic(out_dir / "report.tex", tex_doc)
         files.append(tex)
         import shutil
