@@ -232,3 +232,14 @@ def test_cli_rank_by_stored_lesion_wise_values(tmp_path, run_cli):
         cols = {c for c in table if c.startswith("mean_rank_")}
         prefix = "lesion_" if metric == "lesion_dice" else ""
         assert cols == {f"mean_rank_{prefix}{m}_{reg}" for m in ("dice", "hd95") for reg in ("ET", "TC", "WT")}
+
+
+def test_cases_kept_are_those_of_every_run_of_the_ranked_configurations():
+    vals = {"A": [[(0.9, 2.0)] * 4, [(0.9, 2.0)] * 4], "B": [[(0.8, 3.0)] * 4, [(0.8, 3.0)] * 3],
+            "X": [[(0.1, 9.0)] * 2]}
+    df = _frame(vals)  # B's second run lacks case c3; X (not ranked) has only c0, c1
+    inp = rank_input(df, RANK_METRIC_SETS["dice"], labels=["A", "B"])
+    assert inp.cases == ["c0", "c1", "c2"] and inp.dropped_cases == 1 and [v.shape for v in inp.values] == \
+        [(2, 3, 2), (2, 3, 2)]
+    inp = rank_input(df, RANK_METRIC_SETS["dice"], labels=["A", "B", "Z"])
+    assert inp.no_data == ["Z"] and inp.labels == ["A", "B"]

@@ -114,6 +114,7 @@ def rank_input(metrics: pd.DataFrame, metrics_ranked: Sequence[RankMetric], *, l
     if labels is None:
         labels = list(dict.fromkeys(df.sort_values("position", kind="mergesort")["label"].astype(str)))
     df = df.assign(label=df["label"].astype(str), case_id=df["case_id"].astype(str))
+    df = df[df["label"].isin(list(labels))]  # rows of other configurations must not decide which cases are kept
     present = set(df["label"])
     no_data = [lab for lab in labels if lab not in present]
     labels = [lab for lab in labels if lab in present]
