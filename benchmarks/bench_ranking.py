@@ -93,7 +93,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        rank_out.write_files(r, Path(tmp))
+        rank_out.write_files(r, Path(tmp), ("markdown", "csv"))
         print(f"ranking files + rank stability plot (PNG + PDF): {time.perf_counter() - t:.3f} s")
 
     rng = np.random.default_rng(0)

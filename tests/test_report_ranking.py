@@ -167,6 +167,7 @@ def test_cli_rank_on_a_stored_experiment(tmp_path, run_cli):
                 "--format", "markdown", "--resamples", "200")
     assert r.code == 0, r.err
     assert COVERS_CASES_ONLY in (out / "one-seed" / "ranking.md").read_text().replace("\\_", "_")
+    assert not (out / "one-seed" / "ranking.csv").exists()  # --format markdown: no CSV
 
 
 def test_cli_rank_bad_input_one_line_exit_2(tmp_path, run_cli):

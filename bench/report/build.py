@@ -387,7 +387,7 @@ def build_report(
     if ranking is not None:
         from bench.report import ranking as rank_out
 
-        rank_files = rank_out.write_files(ranking, out_dir, plots=plots)
+        rank_files = rank_out.write_files(ranking, out_dir, formats, plots=plots)
         files += rank_files
         rank_fig = rank_out.PLOT_STEM if plots else None
     if plots:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html as html_mod
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -223,16 +223,16 @@ def _csv(df: pd.DataFrame, index: bool = False) -> str:
     return df.to_csv(index=index, float_format="%.6g")
 
 
-def write_files(r: Ranking, out_dir: Path, *, plots: bool = True) -> list[Path]:
-    """ranking.csv, ranking_pvalues.csv, rank_frequencies.csv, ranking.md and the plot."""
-    files = [
-        write_text_atomic(out_dir / "ranking.csv", _csv(r.frame())),
-        write_text_atomic(out_dir / "ranking_pvalues.csv", _csv(r.pvalue_frame(), index=True)),
-    ]
-    freq = pd.DataFrame(r.frequencies(), columns=[f"rank{k + 1}" for k in range(len(r.labels))])
-    freq.insert(0, "label", r.labels)
-    files.append(write_text_atomic(out_dir / "rank_frequencies.csv", _csv(freq.iloc[r.order()])))
-    if plots:
-        files += plot(r, out_dir)
-    files.append(write_text_atomic(out_dir / "ranking.md", markdown(r, f"{PLOT_STEM}.png" if plots else None)))
+def write_files(r: Ranking, out_dir: Path, formats: Sequence[str] = ("markdown", "csv"), *, plots: bool = True
+                ) -> list[Path]:
+    """The plot, ranking.md (markdown), and ranking.csv, ranking_pvalues.csv, rank_frequencies.csv (csv)."""
+    files = plot(r, out_dir) if plots else []
+    if "csv" in formats:
+        files.append(write_text_atomic(out_dir / "ranking.csv", _csv(r.frame())))
+        files.append(write_text_atomic(out_dir / "ranking_pvalues.csv", _csv(r.pvalue_frame(), index=True)))
+        freq = pd.DataFrame(r.frequencies(), columns=[f"rank{k + 1}" for k in range(len(r.labels))])
+        freq.insert(0, "label", r.labels)
+        files.append(write_text_atomic(out_dir / "rank_frequencies.csv", _csv(freq.iloc[r.order()])))
+    if "markdown" in formats:
+        files.append(write_text_atomic(out_dir / "ranking.md", markdown(r, f"{PLOT_STEM}.png" if plots else None)))
     return files
