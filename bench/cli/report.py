@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="MLflow tracking URI for logging the figures (default: the workspace's .bench/mlflow.db)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna storage of a search, for parameter importances (default: .bench/optuna.journal)")
-    p.add_argument("--metric", default="dice", metavar="NAME",
+    p.add_argument("--metric", default="dice", metavar="dice|lesion_dice",
                    help="what the tables show and rank by: whole-image Dice/HD95 (default) or the BraTS 2023 "
                    "lesion-wise Dice/HD95 of a spec with [evaluation] lesionwise (to DIR/<experiment>-lesionwise/)")
     p.add_argument("--rank", action="store_true",
