@@ -48,7 +48,7 @@ def test_plan_text_shows_aliases_and_validates_like_run(run_cli, tmp_path):
 
 def _pilot(tmp_path):
     """A 2-configuration pilot (3 seeds, 6 cases): run-to-run term 0.01 * seed, no residual or interaction."""
-    from bench.report.demo import fill_results, grid_rows
+    from known_results import fill_results, grid_rows
 
     url = f"sqlite:///{tmp_path / 'pilot.db'}"
     rows = grid_rows(["warmup"])

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from known_results import DemoRow, fill_results, grid_rows, ladder_rows
 from scipy import stats as sps
 
 from bench.analysis.tests import holm
 from bench.report.build import build_report, load_report_data
-from bench.report.demo import DemoRow, fill_results, grid_rows, ladder_rows
 from bench.report.tables import analyse
 
 REG = ("ET", "TC", "WT")  # database order

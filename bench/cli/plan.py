@@ -56,8 +56,7 @@ def _measured_speed(url: str, sqlite_path: Path | None) -> tuple[float, int] | N
 
 def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path | None = None) -> dict[str, Any]:
     """Everything ``bench plan`` prints, as one JSON-serialisable dict."""
-    from bench.design import design_class
-    from bench.runner.looks import design_for
+    from bench.design import design_class, design_for
     from bench.runner.plan import plan, training_plan
 
     p = plan(spec)

@@ -13,7 +13,7 @@ from bench.errors import SpecError
 from bench.spec.model import Spec
 
 __all__ = ["Design", "CellRequest", "RowRequest", "Results", "register", "get_design", "design_class",
-           "list_designs", "design_classes", "traits"]
+           "list_designs", "design_classes", "traits", "design_for", "is_adaptive"]
 
 #: modules that register a design when imported (one file each)
 _MODULES: tuple[str, ...] = ("full", "ladder", "list", "optuna", "fractional", "forward")
@@ -62,3 +62,22 @@ def design_class(name: str) -> type[Design]:
 def get_design(spec: Spec) -> Design:
     """The design object of a validated spec."""
     return design_class(spec.design)(spec)
+
+
+def is_adaptive(spec: Spec) -> bool:
+    """True when the runner must take looks for this spec: ``[replication]``, or a design whose class says so
+    (a stored spec of a design this version does not register is not adaptive)."""
+    if spec.replication is not None:
+        return True
+    return traits(spec.design).adaptive
+
+
+def design_for(spec: Spec) -> Design:
+    """The design object the runner drives: the spec's registered design, wrapped in adaptive replication when
+    the spec has ``[replication]``."""
+    inner = design_class(spec.design)(spec)
+    if spec.replication is not None:
+        from bench.design.adaptive import Replication
+
+        return Replication(spec, inner)
+    return inner

@@ -20,8 +20,8 @@ from bench.errors import SpecError
 from bench.runner import looks, state
 from bench.runner.plan import plan as make_plan
 from bench.runner.plan import training_plan
+from bench.runner.search import search_settings
 from bench.runner.spec import Spec
-from bench.runner.worker import search_settings
 from bench.runner.workspace import Workspace, ensure_dataset
 
 __all__ = ["RunOptions", "RunResult", "Prepared", "prepare_run", "launch", "summary_table", "parse_devices"]

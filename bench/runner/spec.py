@@ -100,7 +100,10 @@ def _design_keys() -> dict[str, tuple[str, list[str]]]:
     return out
 
 
-_TOP_KEYS.update({k: meaning for k, (meaning, _) in _design_keys().items()})
+def _top_keys() -> dict[str, str]:
+    """The accepted top-level keys with their meaning: the common ones, then those the designs own."""
+    return {**_TOP_KEYS, "design": f"one of {', '.join(_designs())}",
+            **{k: meaning for k, (meaning, _) in _design_keys().items()}}
 _DATA_KEYS = ("path", "synthetic", "format", "folds", "test_fraction", "split_seed", "spacing", "normalization",
               "test_cases", "test_ids", "splits")
 _SYNTH_KEYS = ("cases", "unlabeled", "shape", "seed", "format")
@@ -222,7 +225,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _err(source, f"not valid TOML: {exc}") from None
-    _check_keys(source, "the top level", raw, _TOP_KEYS)
+    _check_keys(source, "the top level", raw, _top_keys())
 
     name = raw.get("name")
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):

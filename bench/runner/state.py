@@ -42,7 +42,7 @@ from bench.store.models import (
 from bench.store.session import ResultsStore
 
 __all__ = [
-    "worker_id", "register_experiment", "add_configuration", "requeue_failed", "claim_cell", "heartbeat_cell",
+    "worker_id", "register_experiment", "new_configuration", "add_configuration", "requeue_failed", "claim_cell", "heartbeat_cell",
     "finish_cell", "fail_cell", "release_cell",
     "CellInfo", "cell_info", "unfinished_cells", "is_stale",
     "claim_next_cell", "open_cells", "prune_cell", "skip_cell", "release_cells_of",
@@ -187,7 +187,7 @@ def _register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tup
         for pc in plan.configurations:
             row = existing.get(pc.config_hash)
             if row is None:
-                row = _new_configuration(exp.id, pc)
+                row = new_configuration(exp.id, pc)
                 s.add(row)
                 s.flush()
             else:
@@ -211,7 +211,8 @@ def _register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tup
     return out
 
 
-def _new_configuration(experiment_id: int, pc: PlannedConfiguration) -> Configuration:
+def new_configuration(experiment_id: int, pc: PlannedConfiguration) -> Configuration:
+    """The database row of a planned configuration (not yet added to a session)."""
     return Configuration(experiment_id=experiment_id, label=pc.label, position=pc.position,
                          config_hash=pc.config_hash, tricks=list(pc.tricks), toggles=pc.toggles, params=pc.params,
                          refused=pc.refused)
@@ -227,7 +228,7 @@ def add_configuration(store: ResultsStore, experiment: str, pc: PlannedConfigura
                                                     Configuration.config_hash == pc.config_hash))
         if conf is None:
             n = len(s.scalars(select(Configuration.id).where(Configuration.experiment_id == exp.id)).all())
-            conf = _new_configuration(exp.id, pc)
+            conf = new_configuration(exp.id, pc)
             conf.position = n
             s.add(conf)
             s.flush()

@@ -29,11 +29,12 @@ from bench.runner.cell import (
     reason_of,
 )
 from bench.runner.lease import Heartbeat, install_stop_signals, relay_stop, worker_identity
+from bench.runner.search import search_settings
 from bench.runner.spec import Spec, parse_spec
 from bench.runner.workspace import Workspace, ensure_dataset, git_commit, package_versions
 
 __all__ = ["WorkerOptions", "Workspace", "run_worker", "ensure_dataset", "CellOutcome", "objective_from_curve",
-           "package_versions", "git_commit", "search_settings", "Worker"]
+           "package_versions", "git_commit", "Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -265,20 +266,6 @@ class Worker(CellExecution):
     def _lost(self, info: state.CellInfo) -> CellOutcome:
         log.warning("cell %s: lease lost to another worker; result discarded", info.cell_id)
         return CellOutcome(info.cell_id, info.label, info.fold, info.seed, "lost")
-
-
-def search_settings(spec: Spec) -> dict[str, Any]:
-    """Sampler and pruner of the queue's study: only a search design has them (grids are only enqueued)."""
-    if not design_class(spec.design).searches:
-        return {}
-    import optuna
-
-    sampler = (optuna.samplers.TPESampler(seed=spec.optuna.seed) if spec.optuna.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=spec.optuna.seed))
-    pruner: Any = {"median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
-                   "hyperband": optuna.pruners.HyperbandPruner(),
-                   "none": optuna.pruners.NopPruner()}[spec.optuna.pruner]
-    return {"sampler": sampler, "pruner": pruner}
 
 
 def run_worker(opts: WorkerOptions, *, handle_signals: bool = False) -> list[CellOutcome]:
