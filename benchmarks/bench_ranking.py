@@ -13,6 +13,7 @@ a few resamples and scaled to the same count.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -106,7 +107,8 @@ def main() -> None:
           f"{args.resamples}; ours {ours * 1e3:.2f} ms a resample: {per / ours:.0f}x")
 
     from bench.report.build import build_report
-    from bench.report.demo import DemoRow, fill_results
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the known-results helper
+    from known_results import DemoRow, fill_results
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'results.db'}"

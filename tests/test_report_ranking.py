@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from known_results import DemoRow, fill_results, ladder_rows
 
 from bench.analysis.ranking import (
     COVERS_CASES_AND_RUNS,
@@ -19,7 +20,6 @@ from bench.analysis.ranking import (
     rank_then_aggregate,
 )
 from bench.errors import StoreError
-from bench.report.demo import DemoRow, fill_results, ladder_rows
 
 
 def _frame(values: dict[str, list[list[tuple[float, float]]]], region: str = "ET") -> pd.DataFrame:
