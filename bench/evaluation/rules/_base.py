@@ -113,6 +113,11 @@ class Rules(ABC):
     def describe(self, cohort: str) -> str:
         """One line naming the definition, for captions and summaries."""
 
+    def numbering_is_glioma(self, cohort: str) -> bool:
+        """Whether ``cohort`` numbers labels like glioma (1 NETC/NCR, 2 SNFH/ED, 3 or 4 ET), so that BraTS
+        2018-2021 and MSD label maps can be converted to it."""
+        return True
+
     def from_brats2019(self, label: np.ndarray) -> np.ndarray:
         """Canonical BraTS 2019 labels {0, 1, 2, 4} in this year's convention (identity by default)."""
         return np.asarray(label)

@@ -255,6 +255,9 @@ class Brats2024(Rules):
         return (f"BraTS 2024 {c.name.upper()} lesion-wise rules ({c.title}): dilation {c.dilation}, lesions <= "
                 f"threshold mm^3 ignored ({thr}), HD95 penalty {PENALTY:g} mm{fp}")
 
+    def numbering_is_glioma(self, cohort: str) -> bool:
+        return self.cohort(cohort) in ("gli", "met")
+
     def from_brats2019(self, label: np.ndarray) -> np.ndarray:
         return from_brats(label, BRATS2023)
 

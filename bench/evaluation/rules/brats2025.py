@@ -231,6 +231,9 @@ class Brats2025(Rules):
                 f"(DSC >= {MATCH_THRESHOLD:g}), lesion-wise DSC/NSD/HD95 over matched lesions, global values "
                 f"in voxel units, HD95 inf written {HD95_FILL:g}")
 
+    def numbering_is_glioma(self, cohort: str) -> bool:
+        return self.cohort(cohort) in ("gli", "mets", "MenPre", "GoAT")
+
     def from_brats2019(self, label: np.ndarray) -> np.ndarray:
         return from_brats(label, BRATS2023)
 
