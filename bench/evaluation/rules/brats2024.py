@@ -141,9 +141,9 @@ def _relabel(cur: np.ndarray, pairs: set[tuple[int, int]]) -> np.ndarray:
 
 def _reorder(lab: np.ndarray) -> np.ndarray:
     """Labels renumbered 1..k in increasing order, 0 kept."""
-    present = np.unique(lab)
-    present = present[present != 0]
-    lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=np.int64)
+    counts = np.bincount(lab.ravel()) if lab.size else np.zeros(1, np.int64)
+    present = np.flatnonzero(counts[1:]) + 1
+    lut = np.zeros(counts.size, dtype=np.int64)
     lut[present] = np.arange(1, present.size + 1)
     return lut[lab]
 
