@@ -122,3 +122,41 @@ def test_finish_cell_stores_the_values_and_the_query_returns_them(tmp_path: Path
     assert et == ref["ET"]["LesionWise_Score_Dice"]
     with store.session() as s:
         assert s.query(CaseMetric).count() == 3 and s.query(CaseValue).count() == 60
+
+
+@pytest.mark.slow
+def test_run_stores_2025_values_and_reports_by_them(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from bench.report.build import build_report
+    from bench.store import queries as q
+
+    spec_file = tmp_path / "r25.toml"
+    spec_file.write_text(spec_text("r25", '[evaluation]\nrules = "2025"'))
+    ws = tmp_path / "ws"
+    res = subprocess.run([sys.executable, "-m", "bench", "run", str(spec_file), "--workspace", str(ws)],
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    url = f"sqlite:///{ws}/.bench/results.db"
+    m, v = q.case_metrics(url, "r25"), q.case_values(url, "r25")
+    n_cases = m["case_id"].nunique()
+    assert len(v) == 2 * n_cases * 6 * 15 and set(v["rules"]) == {"2025"} and set(v["cohort"]) == {"gli"}
+    et = v[(v.region == "ET") & (v.metric == "global_dsc")].merge(
+        m[m.region == "ET"], on=["cell_id", "case_id"])
+    assert np.allclose(et["value"].fillna(1.0), et["dice"].where(et["value"].notna(), 1.0))  # global = Dice
+    out = tmp_path / "reports"
+    r = build_report(url, "r25", out=out, formats=["markdown"], plots=False, pdf=False, workspace=ws,
+                     n_boot=100, metric="brats2025")
+    assert r.out_dir == out / "r25-brats2025"
+    md = (r.out_dir / "table1.md").read_text()
+    assert "BraTS 2025 rules, config gli" in md and "lesionwise" in md and "_dsc" in md.replace("\\", ""), md
+    plain = tmp_path / "plain.toml"
+    plain.write_text(spec_text("plain"))
+    assert subprocess.run([sys.executable, "-m", "bench", "run", str(plain), "--workspace", str(ws)],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600).returncode == 0
+    res = subprocess.run([sys.executable, "-m", "bench", "report", "plain", "--workspace", str(ws), "--metric",
+                          "brats2024", "--no-pdf", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "has no BraTS 2024 values" in res.stderr and "Traceback" not in res.stderr
