@@ -93,11 +93,21 @@ COHORTS: dict[str, _Cohort] = {
 }
 
 
+def _box_of(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
+    boxes = ndimage.find_objects(mask.view(np.uint8))
+    return _grow(boxes[0], margin, mask.shape) if boxes and boxes[0] is not None else None
+
+
 def _base_lesions(g: np.ndarray, dilation: int) -> np.ndarray:
-    """Reference voxels numbered by the dilated 26-component holding them."""
-    dil = ndimage.binary_dilation(g, structure=_S18, iterations=dilation)
+    """Reference voxels numbered by the dilated 26-component holding them (computed in their own box)."""
+    out = np.zeros(g.shape, dtype=np.int32)
+    box = _box_of(g, dilation + 1)
+    if box is None:
+        return out
+    dil = ndimage.binary_dilation(g[box], structure=_S18, iterations=dilation)
     lab, _ = ndimage.label(dil, structure=_S26)
-    return np.where(g, lab, 0)
+    out[box] = np.where(g[box], lab, 0)
+    return out
 
 
 def _touching(cur: np.ndarray, partner: np.ndarray) -> set[tuple[int, int]]:
@@ -290,7 +300,9 @@ class Brats2024(Rules):
                 for partner in region.merge_with:
                     lab = _relabel(lab, _touching(lab, lesions(c.tissues[partner])))
                 lab = _reorder(lab)
-            row = _region_row(np.isin(pb, region.labels), lab, s, n_total, region, c)
+            p = np.isin(pb, region.labels)
+            sub = _box_of(p | (lab > 0), c.dilation + 1) or tuple(slice(0, 1) for _ in p.shape)
+            row = _region_row(p[sub], lab[sub], s, n_total, region, c)
             rows.append({"case": case_id, **row})
         return rows
 
