@@ -157,3 +157,22 @@ def test_rules_2023_is_the_lesionwise_path(synth_raw: Path, tmp_path: Path, run_
                    "--lesionwise", "met").code == 0
     assert a.read_text() == b.read_text()
     assert get_rules("2023").cohort("MET") == "met"
+
+
+def test_brats2019_datasets_are_converted_for_glioma_cohorts(synth_raw: Path, tmp_path: Path, run_cli) -> None:
+    from bench.data.readers import read_label
+
+    (tmp_path / "p").mkdir()
+    cf = next(c for c in list_cases(synth_raw) if c.seg is not None)
+    gt, affine, _ = read_label(cf)  # BraTS 2019 labels {0, 1, 2, 4}
+    write_nifti(tmp_path / "p" / f"{cf.case_id}.nii.gz", gt, affine)
+    out = tmp_path / "m.csv"
+    res = run_cli("evaluate", "--pred", tmp_path / "p", "--gt", synth_raw, "--out", out, "--rules", "2025",
+                  "--jobs", "1")
+    assert res.code == 0, res.err
+    row = next(r for r in _rows(out) if r["subject_id"] == cf.case_id)
+    assert float(row["lesionwise_dsc_mean_wt"]) == 1.0 and float(row["global_dsc_et"]) == 1.0
+    assert row["lesionwise_dsc_mean_rc"] == ""  # no cavity in a BraTS 2019 case: empty, as the package writes
+    res = run_cli("evaluate", "--pred", tmp_path / "p", "--gt", synth_raw, "--out", out, "--rules", "2025",
+                  "--cohort", "ped", "--jobs", "1")
+    assert res.code == 2 and "needs a BraTS 2023+ dataset layout" in res.err
