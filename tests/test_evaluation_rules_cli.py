@@ -176,3 +176,11 @@ def test_brats2019_datasets_are_converted_for_glioma_cohorts(synth_raw: Path, tm
     res = run_cli("evaluate", "--pred", tmp_path / "p", "--gt", synth_raw, "--out", out, "--rules", "2025",
                   "--cohort", "ped", "--jobs", "1")
     assert res.code == 2 and "needs a BraTS 2023+ dataset layout" in res.err
+
+
+def test_the_cli_lists_the_registry_s_years_and_cohorts() -> None:
+    from bench.cli.evaluate import _RULES
+    from bench.evaluation.rules import RULES
+
+    assert list(_RULES) == list(RULES)
+    assert all(tuple(RULES[y].cohorts()) == tuple(c) for y, c in _RULES.items())
