@@ -39,7 +39,8 @@ def method_text(r: Ranking) -> str:
                 f"each configuration's value for a case is the mean over its runs ({min(runs)} to {max(runs)})")
     dropped = (f" {r.dropped_cases} test case(s) not evaluated by every run of every configuration are left out."
                if r.dropped_cases else "")
-    perm = ("exact: all 2^C swaps enumerated" if r.exact else f"{r.n_permutations} random swaps, seed {r.seed}")
+    perm = (f"exact: all {2 ** r.n_cases} swaps of the {r.n_cases} cases enumerated" if r.exact
+            else f"{r.n_permutations} random swaps, seed {r.seed}")
     return (
         f"Challenge-style ranking (BraTS rank-then-aggregate): on each of the {r.n_cases} test cases and each of "
         f"the {_criteria_text(r)}, the configurations are ranked (1 = best; ties share the smallest rank; a missing "
