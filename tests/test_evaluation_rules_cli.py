@@ -184,3 +184,19 @@ def test_the_cli_lists_the_registry_s_years_and_cohorts() -> None:
 
     assert list(_RULES) == list(RULES)
     assert all(tuple(RULES[y].cohorts()) == tuple(c) for y, c in _RULES.items())
+
+
+@pytest.mark.parametrize("rules", ["2017", "2023"])
+def test_whole_image_and_2023_paths_refuse_another_affine(synth_raw: Path, tmp_path: Path, run_cli, rules) -> None:
+    from bench.data.readers import read_label
+
+    (tmp_path / "p").mkdir()
+    cf = next(c for c in list_cases(synth_raw) if c.seg is not None)
+    gt, affine, _ = read_label(cf)
+    shifted = affine.copy()
+    shifted[2, 3] += 3.0
+    write_nifti(tmp_path / "p" / f"{cf.case_id}.nii.gz", gt, shifted)
+    out = tmp_path / "m.csv"
+    res = run_cli("evaluate", "--pred", tmp_path / "p", "--gt", synth_raw, "--out", out, "--rules", rules)
+    assert res.code == 2 and not out.exists()
+    assert f"{cf.case_id}.nii.gz: prediction affine differs" in res.err and "Traceback" not in res.err

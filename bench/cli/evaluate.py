@@ -78,7 +78,7 @@ def _report_matching(matching: Matching, out: Path, missing_scored: bool = False
 
     show("prediction(s) without a labeled case (not evaluated)",
          [p.name for p in matching.predictions_without_case])
-    show("case(s) without a prediction (scored as the official code scores a missing prediction)"
+    show("case(s) without a prediction (scored as the official code scores a missing one)"
          if missing_scored else "case(s) without a prediction (not evaluated)", matching.cases_without_prediction)
     ignored = [p.name for p in matching.ignored if p.resolve() != out.resolve()]  # our own earlier CSV
     show("file(s) in the prediction folder ignored (not named <ID>.nii.gz)", ignored)
@@ -117,7 +117,8 @@ def _handler(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.pred) / "metrics.csv"
     result = evaluate_folder(args.pred, args.gt, fmt=args.format, jobs=args.jobs,
-                             on_matched=lambda m: _report_matching(m, out), cohort=args.lesionwise)
+                             on_matched=lambda m: _report_matching(m, out, missing_scored=True),
+                             cohort=args.lesionwise)
     if args.lesionwise:
         write_lesion_csv(result.rows, result.lesions, out)
     else:
@@ -125,7 +126,7 @@ def _handler(args: argparse.Namespace) -> int:
     m = result.matching
     print(f"evaluated {len(m.pairs)} case(s) of {args.gt} ({result.format}); "
           f"{len(m.predictions_without_case)} prediction(s) without a case, "
-          f"{len(m.cases_without_prediction)} case(s) without a prediction")
+          f"{len(m.cases_without_prediction)} case(s) without a prediction (scored as empty predictions)")
     print(format_summary(result.rows))
     if args.lesionwise:
         print()
