@@ -76,7 +76,7 @@ class _Cohort:
     count_fp: bool = True
 
 
-_GLI_TISSUES = {"NETC": (1,), "SNFH": (2,), "ET": (3,), "RC": (4,)}
+_GLI_TISSUES: dict[str, tuple[int, ...]] = {"NETC": (1,), "SNFH": (2,), "ET": (3,), "RC": (4,)}
 COHORTS: dict[str, _Cohort] = {
     c.name: c for c in (
         _Cohort("gli", "post-treatment adult glioma", (0, 1, 2, 3, 4), 3, (
