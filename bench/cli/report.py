@@ -35,9 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="MLflow tracking URI for logging the figures (default: the workspace's .bench/mlflow.db)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna storage of a search, for parameter importances (default: .bench/optuna.journal)")
-    p.add_argument("--metric", default="dice", metavar="dice|lesion_dice",
-                   help="what the tables show and rank by: whole-image Dice/HD95 (default) or the BraTS 2023 "
-                   "lesion-wise Dice/HD95 of a spec with [evaluation] lesionwise (to DIR/<experiment>-lesionwise/)")
+    p.add_argument("--metric", default="dice", metavar="dice|lesion_dice|brats2024|brats2025",
+                   help="what the tables show and rank by: whole-image Dice/HD95 (default), the BraTS 2023 "
+                   "lesion-wise Dice/HD95 of a spec with [evaluation] lesionwise (to DIR/<experiment>-lesionwise/), "
+                   "or the 2024 / 2025 lesion-wise values of a spec with [evaluation] rules (to "
+                   "DIR/<experiment>-brats2024/ or -brats2025/); captions name the rules")
     p.add_argument("--rank", action="store_true",
                    help="also rank the configurations as BraTS does (per test case, region and metric, then mean "
                    "rank), with PermRanker's pairwise permutation tests and the bootstrap rank distribution over "

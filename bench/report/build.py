@@ -359,12 +359,23 @@ def build_report(
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise StoreError(f"unknown report format(s) {', '.join(bad)}; accepted: {', '.join(FORMATS)}")
-    if metric not in REPORT_METRICS:
-        raise StoreError(f"--metric {metric!r}: expected one of {', '.join(REPORT_METRICS)}")
+    from bench.report.rules_view import RULE_METRICS, rules_view
+
+    metric_name = metric
+
+    if metric not in REPORT_METRICS and metric not in RULE_METRICS:
+        raise StoreError(f"--metric {metric!r}: expected one of {', '.join((*REPORT_METRICS, *RULE_METRICS))}")
     data = results if isinstance(results, ReportData) else load_report_data(results, experiment)
     metric_note = None
     if metric == "lesion_dice":
         data, metric_note = lesionwise_view(data)
+    elif metric in RULE_METRICS:
+        if isinstance(results, ReportData):
+            raise StoreError(f"--metric {metric}: needs the results database (the stored per-case values)")
+        from bench.store import queries
+
+        data, metric_note = rules_view(data, queries.case_values(results, data.experiment), metric)
+        metric = "dice"  # the view holds the year's values in the Dice / HD95 columns
     fwd = None
     if traits(data.design).confirms:  # Table 1 from the confirmation runs; the selection path as an appendix
         from bench.report import forward as forward_mod
@@ -377,7 +388,8 @@ def build_report(
     _importances(a, data, Path(workspace) if workspace else None, storage)
     ap = appendix_mod.build_appendix(data)
     steps.update(1)
-    out_dir = Path(out) / (_safe_dirname(data.experiment) + ("-lesionwise" if metric_note else ""))
+    suffix = "-lesionwise" if metric == "lesion_dice" else (f"-{metric_name}" if metric_note else "")
+    out_dir = Path(out) / (_safe_dirname(data.experiment) + suffix)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     from bench.evaluation.missed import missed_notes

@@ -84,7 +84,7 @@ _TOP_KEYS = {
     "train": "TrainConfig fields",
     "inference": "InferenceConfig fields",
     "optuna": "search settings",
-    "evaluation": "extra test-set metrics, e.g. {lesionwise = 'gli'}",
+    "evaluation": "extra test-set metrics, e.g. {lesionwise = 'gli'} or {rules = '2025', cohort = 'gli'}",
     "replication": "adaptive replication: halfwidth, looks, max_seeds, margin, alpha, allocation",
 }
 
@@ -109,7 +109,7 @@ _DATA_KEYS = ("path", "synthetic", "format", "folds", "test_fraction", "split_se
 _SYNTH_KEYS = ("cases", "unlabeled", "shape", "seed", "format")
 _ROW_KEYS = ("label", "tricks", "params")
 _OPTUNA_KEYS = ("trials", "sampler", "pruner", "seed", "search_params")
-_EVALUATION_KEYS = ("lesionwise",)
+_EVALUATION_KEYS = ("lesionwise", "rules", "cohort")
 COHORTS = ("gli", "ssa", "ped", "men", "met")  # bench.evaluation.lesionwise.COHORTS
 _REPLICATION_KEYS = ("halfwidth", "looks", "max_seeds", "margin", "alpha", "allocation")
 
@@ -402,11 +402,34 @@ def _evaluation_section(source: str, table: Any) -> EvaluationSpec:
         raise _err(source, "[evaluation] must be a table")
     _check_keys(source, "[evaluation]", table, _EVALUATION_KEYS)
     cohort = table.get("lesionwise")
-    if cohort is None:
-        return EvaluationSpec()
-    if not isinstance(cohort, str) or cohort.strip().lower() not in COHORTS:
+    if cohort is not None and (not isinstance(cohort, str) or cohort.strip().lower() not in COHORTS):
         raise _err(source, f"evaluation.lesionwise = {cohort!r} is not one of {', '.join(COHORTS)}")
-    return EvaluationSpec(lesionwise=cohort.strip().lower())
+    lesionwise = cohort.strip().lower() if cohort is not None else None
+    rules, year_cohort = table.get("rules"), table.get("cohort")
+    if rules is None:
+        if year_cohort is not None:
+            raise _err(source, "evaluation.cohort needs evaluation.rules (\"2023\", \"2024\" or \"2025\")")
+        return EvaluationSpec(lesionwise=lesionwise)
+    from bench.evaluation.rules import RULES
+
+    if isinstance(rules, int) and not isinstance(rules, bool):
+        rules = str(rules)
+    if not isinstance(rules, str) or rules.strip() not in RULES:
+        raise _err(source, f"evaluation.rules = {rules!r} is not one of {', '.join(repr(y) for y in RULES)}")
+    year = RULES[rules.strip()]
+    if year_cohort is not None and not isinstance(year_cohort, str):
+        raise _err(source, f"evaluation.cohort = {year_cohort!r} is not one of {', '.join(year.cohorts())}")
+    try:
+        name = year.cohort(year_cohort, where="evaluation.cohort")
+    except SpecError as exc:
+        raise _err(source, str(exc)) from None
+    if year.year == "2017":
+        return EvaluationSpec(lesionwise=lesionwise)
+    if year.year == "2023":  # the lesion-wise columns: the same spec as lesionwise = COHORT
+        if lesionwise is not None and lesionwise != name:
+            raise _err(source, f"evaluation.lesionwise = {lesionwise!r} and evaluation.cohort = {name!r} differ")
+        return EvaluationSpec(lesionwise=name)
+    return EvaluationSpec(lesionwise=lesionwise, rules=year.year, cohort=name)
 
 
 def _replication(source: str, raw: dict[str, Any], cls: Any) -> ReplicationSpec | None:

@@ -33,6 +33,7 @@ from bench.errors import SpecError
 from bench.runner.plan import Plan, PlannedConfiguration
 from bench.store.models import (
     CaseMetric,
+    CaseValue,
     Cell,
     CellTraining,
     Configuration,
@@ -338,6 +339,7 @@ def heartbeat_cell(store: ResultsStore, cell_id: int, worker: str) -> bool:
 
 LESION_KEYS = ("lesion_dice", "lesion_hd95", "legacy_dice", "legacy_hd95", "num_tp", "num_fp", "num_fn")
 _METRIC_KEYS = {"case_id", "region", "dice", "hd95", "sensitivity", "specificity", "penalty", *LESION_KEYS}
+RULE_VALUES_KEY = "rule_values"  # [(rules, cohort, region, metric, value), ...] of the row's case
 
 
 def finish_cell(store: ResultsStore, cell_id: int, worker: str, metrics: list[dict[str, Any]],
@@ -345,8 +347,12 @@ def finish_cell(store: ResultsStore, cell_id: int, worker: str, metrics: list[di
     """Store the per-case metrics and mark the cell done, in one transaction, if ``worker`` still holds it.
 
     Each metric dict holds case_id, region, dice, hd95, sensitivity, specificity, penalty and, when the spec
-    asks for lesion-wise evaluation, the ``LESION_KEYS`` (missing ones are stored as NULL).
+    asks for lesion-wise evaluation, the ``LESION_KEYS`` (missing ones are stored as NULL). A dict may carry
+    ``rule_values``, the case's values by a later year's rules (``bench.evaluation.per_case``), stored in
+    ``case_values`` (NaN as NULL).
     """
+    values = [(m["case_id"], v) for m in metrics for v in m.get(RULE_VALUES_KEY, ())]
+    metrics = [{k: v for k, v in m.items() if k != RULE_VALUES_KEY} for m in metrics]
     unknown = {k for m in metrics for k in m} - _METRIC_KEYS
     if unknown:
         raise ValueError(f"finish_cell: unknown metric keys {sorted(unknown)}")
@@ -359,8 +365,12 @@ def finish_cell(store: ResultsStore, cell_id: int, worker: str, metrics: list[di
         if res.rowcount != 1:  # type: ignore[attr-defined]
             return False
         s.execute(delete(CaseMetric).where(CaseMetric.cell_id == cell_id))
+        s.execute(delete(CaseValue).where(CaseValue.cell_id == cell_id))
         s.execute(delete(CellTraining).where(CellTraining.cell_id == cell_id))
         s.add_all(CaseMetric(cell_id=cell_id, **m) for m in metrics)
+        s.add_all(CaseValue(cell_id=cell_id, case_id=case, rules=rules, cohort=cohort, region=region, metric=metric,
+                            value=None if value != value else float(value))
+                  for case, (rules, cohort, region, metric, value) in values)
         s.add_all(CellTraining(cell_id=cell_id, training_key=k) for k in dict.fromkeys(training_keys))
     return True
 

@@ -47,9 +47,16 @@ class OptunaSpec:
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    """Test-set metrics beyond the BraTS 2017-2022 ones: ``lesionwise`` names a BraTS 2023 cohort."""
+    """Test-set metrics beyond the BraTS 2017-2022 ones: ``lesionwise`` names a BraTS 2023 cohort; ``rules``
+    ("2024" or "2025", None for none) and ``cohort`` (that year's cohort / config) add a later year's values."""
 
     lesionwise: str | None = None
+    rules: str | None = None
+    cohort: str | None = None
+
+    def core(self) -> dict[str, str]:
+        """The keys that are set (an unset key stays out, so older experiments keep their hash)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -130,8 +137,8 @@ class Spec:
         """What must not change when an experiment is extended (data, model, budget, inference, objective)."""
         core = {"data": dataclasses.asdict(self.data), "model": self.model, "train": self.train,
                 "inference": self.inference, "objective": self.objective}
-        if self.evaluation.lesionwise:  # absent otherwise, so older experiments keep their hash
-            core["evaluation"] = dataclasses.asdict(self.evaluation)
+        if self.evaluation.core():  # absent otherwise, so older experiments keep their hash
+            core["evaluation"] = self.evaluation.core()
         return core
 
     def core_hash(self) -> str:
