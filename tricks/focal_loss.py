@@ -113,7 +113,7 @@ class FocalLoss(Trick):
         return _nnunet_part(float(params.gamma))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnunet_part(gamma: float) -> type:
     from bench.engines.nnunet.parts import nnunet_trainer_base, replace_voxel_term
 

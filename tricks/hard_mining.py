@@ -113,7 +113,7 @@ class TopKTerm(torch.nn.Module):
         if self.regions:
             values = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
         else:
-            values = voxel_cross_entropy(logits, target[:, 0] if target.ndim == logits.ndim else target)
+            values = voxel_cross_entropy(logits, (target[:, 0] if target.ndim == logits.ndim else target).long())
         return hard_mined_per_sample(values, self.fraction).mean()
 
 
@@ -187,7 +187,7 @@ class HardMining(Trick):
         return _nnunet_part(float(params.p_start), float(params.p_end), str(params.schedule))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnunet_part(p_start: float, p_end: float, schedule: str) -> type:
     from bench.engines.nnunet.parts import compound_loss, nnunet_trainer_base, replace_voxel_term
 

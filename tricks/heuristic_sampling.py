@@ -83,7 +83,7 @@ class HeuristicSampling(Trick):
         return _nnunet_part(1.0 - 1.0 / int(params.k))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnunet_part(fraction: float) -> type:
     from bench.engines.nnunet.parts import nnunet_trainer_base
 

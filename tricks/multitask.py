@@ -230,7 +230,7 @@ class Multitask(Trick):
             recipe.loss = MultitaskLoss(recipe.loss, params.weight, "grouped", region_dice=bool(params.region_dice))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnunet_part(weight: float) -> type:
     from bench.engines.nnunet.parts import compound_loss, nnunet_trainer_base, region_form
 

@@ -38,7 +38,7 @@ class SelfEnsemble(Trick):
         return _nnunet_part()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnunet_part() -> type:
     from bench.engines.nnunet.parts import nnunet_trainer_base
 

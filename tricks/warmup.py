@@ -71,7 +71,7 @@ class Warmup(Trick):
         return _nnunet_part(int(round(params.epochs)), float(params.k))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnunet_part(epochs: int, k: float) -> type:
     from bench.engines.nnunet.parts import WarmupLR, nnunet_trainer_base
 

@@ -64,7 +64,7 @@ def __getattr__(name: str) -> type:  # composed classes are attributes of this m
 # ------------------------------------------------------------------------------------------------ baseline
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def baseline_part() -> type:
     """The innermost part: what every factor's "off" level means on nnU-Net.
 
@@ -225,13 +225,14 @@ def trainer_class(stack: Any, *, budget: Mapping[str, Any] | None = None) -> typ
         for attr, value in attrs.items():
             setattr(self, attr, value)
 
+    labels = [label for label, _ in parts]
     namespace = {"__init__": __init__, "__module__": __name__, "__qualname__": name,
-                 "bench_parts": tuple(label for label, _ in parts), "bench_budget": dict(attrs),
-                 "__doc__": f"nnU-Net trainer composed by bench: {' + '.join(l for l, _ in parts) or 'baseline'}"}
+                 "bench_parts": tuple(labels), "bench_budget": dict(attrs),
+                 "__doc__": f"nnU-Net trainer composed by bench: {' + '.join(labels) or 'baseline'}"}
     try:
         cls = type(name, bases, namespace)
     except TypeError as exc:  # e.g. two user trainers given in an order their own inheritance contradicts
-        raise TrickError(f"the trainer parts {', '.join(l for l, _ in parts)} cannot be composed in this order: "
+        raise TrickError(f"the trainer parts {', '.join(labels)} cannot be composed in this order: "
                          f"{exc}") from None
     holder.append(cls)
     _COMPOSED[name] = cls
