@@ -135,6 +135,12 @@ def user_module(tmp_path, monkeypatch):
                 return DC_and_CE_loss({}, {}, weight_ce=2)
 
 
+        class StarArgs(nnUNetTrainer):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.initial_lr = 0.02
+
+
         class NotATrainer:
             pass
     """))
@@ -276,6 +282,19 @@ def test_user_trainer_composes_after_bench_parts(make_trainer, user_module):
     inner = compound_loss(trainer.loss)
     assert inner.weight_dice == 0.5 and type(inner.ce).__name__ == "FocalTerm"
     assert type(trainer.lr_scheduler).__name__ == "WarmupLR"
+
+
+def test_user_trainer_with_star_args_init_is_accepted(make_trainer, user_module):
+    """nnU-Net records the init arguments by the names of ``type(self).__init__``; the composed class's own
+    __init__ keeps them nnUNetTrainer's, whatever a part's __init__ looks like."""
+    cls = compose.trainer_class(tricks.resolve([f"trainer:{user_module}.StarArgs", "warmup"],
+                                               {"warmup": {"epochs": 2, "k": 4}}), budget={"epochs": 4})
+    trainer = make_trainer(cls)
+    assert set(trainer.my_init_kwargs) == {"plans", "configuration", "fold", "dataset_json", "device"}
+    assert trainer.initial_lr == 0.02 and trainer.num_epochs == 4
+    trainer.initialize()
+    trainer.lr_scheduler.step(0)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 / 4)
 
 
 def test_non_cooperating_overrides_are_refused_naming_both(user_module):
