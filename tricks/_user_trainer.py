@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,7 @@ class UserTrainer(Trick):
         self.order = _ORDER  # type: ignore[misc]
         self.nnunet_form = "your trainer class as it is, composed after bench's parts"  # type: ignore[misc]
 
-    def params_for(self, overrides: dict[str, Any] | None, position: int) -> TrainerParams:
+    def params_for(self, overrides: Mapping[str, Any] | None, position: int) -> TrainerParams:
         """The entry's parameters: the recorded ones when a stored stack gives them, else computed."""
         overrides = dict(overrides or {})
         unknown = [k for k in overrides if k not in ("source", "position")]

@@ -220,8 +220,9 @@ def trainer_class(stack: Any, *, budget: Mapping[str, Any] | None = None) -> typ
     def __init__(self: Any, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")) -> None:
         # keywords, so that a user trainer with extra (defaulted) parameters still gets the right values
-        super(holder[0], self).__init__(plans=plans, configuration=configuration, fold=fold,
-                                        dataset_json=dataset_json, device=device)
+        owner: type = holder[0]
+        super(owner, self).__init__(plans=plans, configuration=configuration, fold=fold,  # type: ignore[arg-type]
+                                    dataset_json=dataset_json, device=device)
         for attr, value in attrs.items():
             setattr(self, attr, value)
 
@@ -266,6 +267,6 @@ def _plain(params: Any) -> Any:
 def signature_ok(cls: type) -> bool:
     """Whether nnU-Net can record ``cls``'s init arguments (its ``__init__`` names only nnUNetTrainer's)."""
     base = nnunet_trainer_base()
-    wanted = [p for p in inspect.signature(base.__init__).parameters if p != "self"]
-    got = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    wanted = [p for p in inspect.signature(base.__init__).parameters if p != "self"]  # type: ignore[misc]
+    got = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]  # type: ignore[misc]
     return got == wanted
