@@ -181,24 +181,30 @@ def test_two_parts_compose_and_both_act(make_trainer):
     assert float(term(logits, target)) == pytest.approx(float(np.mean(-(1 - p) ** 2 * np.log(p))), rel=1e-5)
 
 
-def test_baseline_is_every_trick_off(make_trainer):
+def _raw_dataset_json(dirs: dict[str, Path]) -> dict:
+    return json.loads((dirs["nnUNet_raw"] / DATASET / "dataset.json").read_text())
+
+
+def test_baseline_is_every_trick_off(make_trainer, nnunet_dirs):
     trainer = make_trainer(compose.trainer_class(tricks.resolve([])))
     assert trainer.enable_deep_supervision is False
     assert trainer.oversample_foreground_percent == 0.0
     assert not trainer.label_manager.has_regions  # four softmax classes from the region dataset.json
     assert trainer.label_manager.all_labels == [0, 1, 2, 3]
+    assert compose.dataset_json_for(type(trainer), _raw_dataset_json(nnunet_dirs)) == trainer.dataset_json
     assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (1000, 250)  # no budget: nnU-Net's own
     trainer.initialize()
     assert type(trainer.loss).__name__ == "DC_and_CE_loss"
 
 
-def test_sampling_deep_supervision_and_regions(make_trainer):
+def test_sampling_deep_supervision_and_regions(make_trainer, nnunet_dirs):
     stack = tricks.resolve(["heuristic_sampling", "self_ensemble", "multitask", "focal_loss"],
                            {"heuristic_sampling": {"k": 4}, "multitask": {"weight": 0.5}})
     trainer = make_trainer(compose.trainer_class(stack))
     assert trainer.oversample_foreground_percent == pytest.approx(0.75)
     assert trainer.enable_deep_supervision is True
     assert trainer.label_manager.has_regions and trainer.dataset_json["regions_class_order"] == [1, 2, 3]
+    assert compose.dataset_json_for(type(trainer), _raw_dataset_json(nnunet_dirs)) == trainer.dataset_json
     trainer.initialize()
     assert type(trainer.loss).__name__ == "DeepSupervisionWrapper"
     inner = compound_loss(trainer.loss)
@@ -320,7 +326,7 @@ def test_user_trainer_import_errors_are_one_line(user_module):
 
 
 @pytest.mark.slow
-def test_composed_trainer_trains_two_epochs(make_trainer, user_module):
+def test_composed_trainer_trains_two_epochs_and_predicts(make_trainer, user_module, nnunet_dirs):
     stack = tricks.resolve(["warmup", "focal_loss", "self_ensemble", f"trainer:{user_module}.HalfDice"],
                            {"warmup": {"epochs": 1, "k": 4}})
     cls = compose.trainer_class(stack, budget={"epochs": 2, "iterations_per_epoch": 2, "val_iterations": 1})
@@ -335,3 +341,26 @@ def test_composed_trainer_trains_two_epochs(make_trainer, user_module):
     assert trainer.logger.get_value("lrs", None) == pytest.approx([0.01 / 4, 0.01])
     losses = trainer.logger.get_value("train_losses", None)
     assert len(losses) == 2 and all(np.isfinite(losses))
+    # the predictor, initialised by hand (nnU-Net cannot find a composed class by name), predicts a case
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    raw = nnunet_dirs["nnUNet_raw"] / DATASET
+    dataset_json = compose.dataset_json_for(cls, json.loads((raw / "dataset.json").read_text()))
+    assert dataset_json == ckpt["init_args"]["dataset_json"]
+    plans_manager = PlansManager(trainer.plans_manager.plans)
+    config = plans_manager.get_configuration("3d_fullres")
+    network = cls.build_network_architecture(
+        plans_manager, config, determine_num_input_channels(plans_manager, config, dataset_json),
+        plans_manager.get_label_manager(dataset_json).num_segmentation_heads, False)
+    settings = compose.inference_settings(stack)
+    predictor = nnUNetPredictor(tile_step_size=settings["tile_step_size"], use_gaussian=settings["use_gaussian"],
+                                use_mirroring=settings["use_mirroring"], perform_everything_on_device=False,
+                                device=CPU, verbose=False, allow_tqdm=False)
+    predictor.manual_initialization(network, plans_manager, config, [ckpt["network_weights"]], dataset_json,
+                                    cls.__name__, ckpt["inference_allowed_mirroring_axes"])
+    image, props = SimpleITKIO().read_images([str(raw / "imagesTr" / "case3_0000.nii.gz")])
+    seg = np.asarray(predictor.predict_single_npy_array(image, props))
+    assert seg.shape == SHAPE[::-1] and set(np.unique(seg).tolist()) <= {0, 1, 2, 3}

@@ -27,8 +27,9 @@ nnU-Net finds trainers by class name (``nnUNetv2_train -tr``, ``initialize_from_
 composed class is not in nnU-Net's folders. Its name is a deterministic hash of its parts and budget (so a
 resumed cell finds its own output folder), and it is reachable as an attribute of this module once composed
 (pickle works in the composing process). Predictors are initialised by hand: ``cls.build_network_architecture``
-for the network, the ``dataset_json`` the trainer trained on (the checkpoint's ``init_args``, or the
-``dataset.json`` it saved into its output folder), then ``nnUNetPredictor.manual_initialization``.
+for the network, the ``dataset_json`` the trainer trained on (:func:`dataset_json_for`, equal to the checkpoint's
+``init_args["dataset_json"]``: four classes, or regions with ``multitask``; not the raw dataset.json), then
+``nnUNetPredictor.manual_initialization``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ from typing import Any
 from bench.engines.nnunet.parts import label_form, nnunet_trainer_base, require_nnunet
 from bench.errors import SpecError, TrickError
 
-__all__ = ["trainer_class", "check_stack", "forms", "inference_settings", "composition", "BUDGET_KEYS",
-           "baseline_part"]
+__all__ = ["trainer_class", "check_stack", "forms", "inference_settings", "dataset_json_for", "composition",
+           "BUDGET_KEYS", "baseline_part"]
 
 #: ``[train]`` budget keys -> the nnUNetTrainer attribute each sets
 BUDGET_KEYS: dict[str, str] = {"epochs": "num_epochs", "iterations_per_epoch": "num_iterations_per_epoch",
@@ -255,6 +256,14 @@ def inference_settings(stack: Any, inference: Mapping[str, Any] | None = None) -
         if trick.phase == "inference":
             trick.nnunet_inference(params, settings)
     return settings
+
+
+def dataset_json_for(cls: type, dataset_json: dict) -> dict:
+    """The dataset.json a trainer of the composed class ``cls`` trains with (and its predictor must use): the
+    raw one through the parts' ``_bench_dataset_json`` hooks (four BraTS classes, or regions with ``multitask``).
+    Equal to the checkpoint's ``init_args["dataset_json"]``."""
+    bare = cls.__new__(cls)  # the hooks read no trainer state: no __init__ (which would build the trainer)
+    return bare._bench_dataset_json(dataset_json)
 
 
 def _plain(params: Any) -> Any:
