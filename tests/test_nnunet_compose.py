@@ -364,3 +364,22 @@ def test_composed_trainer_trains_two_epochs_and_predicts(make_trainer, user_modu
     image, props = SimpleITKIO().read_images([str(raw / "imagesTr" / "case3_0000.nii.gz")])
     seg = np.asarray(predictor.predict_single_npy_array(image, props))
     assert seg.shape == SHAPE[::-1] and set(np.unique(seg).tolist()) <= {0, 1, 2, 3}
+
+
+def test_every_trick_with_a_form_composes_alone_and_in_pairs(make_trainer):
+    """Parametrised over the registry: every trick with an nnU-Net form, and every pair the registry accepts,
+    composes without a conflict and initialises on the tiny plan (network, optimiser, loss)."""
+    names = [t.name for t in tricks.list_tricks() if t.nnunet_form is not None]
+    stacks = [[n] for n in names] + [list(p) for p in itertools.combinations(names, 2)]
+    built = 0
+    for combo in stacks:
+        try:
+            stack = tricks.resolve(combo)
+        except TrickError:
+            continue  # a pair the registry refuses (focal_loss + hard_mining)
+        cls = compose.trainer_class(stack, budget={"epochs": 2, "iterations_per_epoch": 1})
+        trainer = make_trainer(cls)
+        trainer.initialize()
+        assert trainer.loss is not None and trainer.num_epochs == 2, combo
+        built += 1
+    assert built == len(names) + len(names) * (len(names) - 1) // 2 - 1
