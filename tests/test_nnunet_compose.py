@@ -233,7 +233,7 @@ def test_hard_mining_keeps_the_hardest_fraction_on_its_schedule(make_trainer):
     expected = np.mean([np.sort(row)[-2:].mean() for row in ce])
     assert float(term(logits, target)) == pytest.approx(expected, rel=1e-5)
     # the kept fraction follows the schedule over nnU-Net's iterations (epoch * iterations + step of 4 in all)
-    batch = {"data": torch.randn(2, 1, 24, 32, 32), "target": torch.randint(0, 4, (2, 1, 24, 32, 32)).float()}
+    batch = {"data": torch.randn(2, 1, 8, 8, 8), "target": torch.randint(0, 4, (2, 1, 8, 8, 8)).float()}  # pooling divides 8
     seen = []
     for epoch in range(2):
         trainer.current_epoch = epoch
