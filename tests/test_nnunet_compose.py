@@ -383,3 +383,16 @@ def test_every_trick_with_a_form_composes_alone_and_in_pairs(make_trainer):
         assert trainer.loss is not None and trainer.num_epochs == 2, combo
         built += 1
     assert built == len(names) + len(names) * (len(names) - 1) // 2 - 1
+
+
+def test_every_inference_trick_with_a_form_changes_the_predictor_settings():
+    """Parametrised over the registry: an inference-phase trick's nnU-Net form is a change of the predictor
+    settings (not a trainer part: cells differing only in it share the training and the trainer class)."""
+    base = compose.inference_settings(tricks.resolve([]))
+    inference = [t for t in tricks.list_tricks() if t.phase == "inference" and t.nnunet_form is not None]
+    assert {t.name for t in inference} == {"patch_fusion", "model_fusion"}
+    for trick in inference:
+        stack = tricks.resolve([trick.name])
+        assert compose.inference_settings(stack) != base, trick.name
+        assert trick.nnunet_part(stack.params(trick.name)) is None
+        assert compose.trainer_class(stack) is compose.trainer_class(tricks.resolve([]))
