@@ -47,7 +47,7 @@ def module_hash(name: str) -> str:
     module, _ = split_path(name)
     try:
         spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001  (a parent package's __init__ may fail in any way: one line)
         raise TrickError(f"{name!r}: module {module!r} cannot be found ({type(exc).__name__}: {exc})") from None
     if spec is None or not spec.origin or not spec.has_location:
         raise TrickError(f"{name!r}: module {module!r} cannot be found on the Python path "
