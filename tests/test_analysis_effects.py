@@ -80,15 +80,25 @@ def test_layouts_keep_shared_cases_and_runs():
     np.testing.assert_allclose(lay.matrices[1], [[2.01, 2.02], [2.11, 2.12]])
 
 
-def test_power_seeds_match_the_formula():
+def test_power_seeds_use_t_quantiles_at_their_degrees_of_freedom():
     pilot = PilotComponents(run=0.01, residual=0.0, interaction=0.0, cases=10, configurations=2, runs=3)
-    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
     r = seeds_for_power(pilot, 0.1)
-    assert r.seeds == int(np.ceil(2 * 0.01 / (0.1 / z) ** 2))
-    # an interaction floor above delta: no number of seeds is enough
+
+    def enough(s: int) -> bool:  # SE^2 = 2 * 0.01 / S on 2 (S - 1) degrees of freedom (two arms)
+        df = 2 * (s - 1)
+        return (sps.t.ppf(0.975, df) + sps.t.ppf(0.8, df)) * np.sqrt(0.02 / s) <= 0.1
+
+    assert enough(r.seeds) and not enough(r.seeds - 1) and r.df_at_seeds == pytest.approx(2 * (r.seeds - 1))
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
+    assert r.seeds > int(np.ceil(2 * 0.01 / (0.1 / z) ** 2))  # the normal approximation undersizes
+    # an interaction floor above delta: no number of seeds is enough, and that is the reason given
     hard = PilotComponents(run=0.01, residual=0.0, interaction=0.05, cases=10, configurations=2, runs=3)
     r2 = seeds_for_power(hard, 0.1)
-    assert r2.seeds is None and r2.floor == pytest.approx(z * np.sqrt(0.005))
+    t9 = sps.t.ppf(0.975, 9) + sps.t.ppf(0.8, 9)
+    assert r2.seeds is None and r2.reason == "floor" and r2.floor == pytest.approx(t9 * np.sqrt(0.005))
+    # reachable, but not within the cap: the cap is the reason, not the floor
+    r3 = seeds_for_power(pilot, 0.1, max_seeds=5)
+    assert r3.seeds is None and r3.reason == "cap" and r3.floor == 0.0
 
 
 def test_pilot_components_recover_a_known_model():
