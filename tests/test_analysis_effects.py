@@ -42,7 +42,9 @@ def test_two_arm_interval_is_the_stated_formula():
     # d = (1.5, 1.5, 3): s_d^2 = 0.75 -> 0.25; run A = 4 / 2 = 2; run B = 0.5 / 2 = 0.25
     assert e.case_var == pytest.approx(0.25) and e.run_var == pytest.approx(2.25)
     assert e.se == pytest.approx(np.sqrt(2.5))
-    df = 2.5**2 / (0.25**2 / 2 + 2**2 / 1 + 0.25**2 / 1)
+    # Satterthwaite over the mean squares: s_run^2 / S = (MS_run - MS_res) / (S C) for each arm, so each
+    # arm contributes (MS_run / (S C))^2 / df_run + (MS_res / (S C))^2 / df_res (A: 13.5 and 1.5; B: 1.5 and 0)
+    df = 2.5**2 / (0.25**2 / 2 + (13.5 / 6) ** 2 / 1 + (1.5 / 6) ** 2 / 2 + (1.5 / 6) ** 2 / 1)
     assert e.df == pytest.approx(df)
     q = sps.t.ppf(0.975, df)
     assert (e.ci_lo, e.ci_hi) == pytest.approx((2 - q * np.sqrt(2.5), 2 + q * np.sqrt(2.5)))
