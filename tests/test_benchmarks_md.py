@@ -93,9 +93,8 @@ def _check_bench(args: list[str]) -> None:
         raise AssertionError(f"bench {' '.join(args)}: the parser exits with {exc.code}") from None
     spec = getattr(ns, "spec", None)
     if spec and str(spec).endswith(".toml"):
-        from bench.runner.spec import load_spec
-
         from bench.errors import SpecError
+        from bench.runner.spec import load_spec
 
         assert (ROOT / spec).is_file(), f"bench {' '.join(args)}: {spec} does not exist"
         if "-bad-" in Path(spec).name:  # a spec whose figure is the time to refuse it
