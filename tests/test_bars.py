@@ -74,3 +74,14 @@ def test_a_log_bar_writes_again_after_the_interval(monkeypatch) -> None:
 
     lines = _log_lines(train)
     assert 3 <= len(lines) <= 6, lines  # the first line, one after each pause, the closing one
+
+
+def test_an_iterable_bar_in_a_log_keeps_the_interval() -> None:
+    """What `bench predict`, data preparation and evaluation do: a bar over an iterable."""
+
+    def predict(log):
+        for _ in progress_bar(iterable=range(1000), total=1000, desc="predict", unit="case", file=log):
+            pass
+
+    lines = _log_lines(predict)
+    assert 1 <= len(lines) <= 3 and "1000/1000" in lines[-1], lines
