@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import tests as stats
+from bench.analysis.marks import difference_p, run_case_matrices
 from bench.errors import StoreError
 
 __all__ = [
@@ -363,10 +364,10 @@ def analyse(
     mark_b = np.full_like(mean, np.nan)
     mark_p = np.full_like(mean, np.nan)
     for j, m in enumerate(METRICS):
-        mats = _run_case_matrices(key_mats[m], case_codes, rep_codes, n_cases_all, n_reps)
+        mats = run_case_matrices(key_mats[m], case_codes, rep_codes, n_cases_all, n_reps)
         for out, pairs in ((mark_b, pairs_b), (mark_p, pairs_p)):
             for i, b in pairs:
-                out[i, j] = _mark_p(mats[i], mats[b], level)
+                out[i, j] = difference_p(mats[i], mats[b])
             out[:, j] = stats.holm(out[:, j])
 
     dice_cols = [j for j, m in enumerate(METRICS) if m[0] == "dice"]
@@ -426,32 +427,6 @@ def analyse(
         analysis.ci_hi[:] = np.nan
     _factorial(analysis, data)
     return analysis
-
-
-def _run_case_matrices(k: np.ndarray, case_codes: np.ndarray, rep_codes: np.ndarray, n_cases: int,
-                       n_reps: int) -> list[np.ndarray]:
-    """Each configuration's ``(runs, cases)`` matrix (NaN where a run did not evaluate a case) from the
-    ``(configurations, case x replicate keys)`` values; runs without any value are left out."""
-    out = []
-    for row in k:
-        mat = np.full((n_reps, n_cases), np.nan)
-        mat[rep_codes, case_codes] = row
-        out.append(mat[~np.isnan(mat).all(axis=1)])
-    return out
-
-
-def _mark_p(a: np.ndarray, b: np.ndarray, level: float) -> float:
-    """p of ``mean(a) - mean(b)`` with test-case and run variance (on the cases every run of both evaluated);
-    NaN when a side has one run or fewer than two cases are shared."""
-    from bench.analysis.effects import effect
-
-    if a.shape[0] < 2 or b.shape[0] < 2:
-        return math.nan
-    keep = ~(np.isnan(a).any(axis=0) | np.isnan(b).any(axis=0))
-    if keep.sum() < 2:
-        return math.nan
-    e = effect("", [a[:, keep], b[:, keep]], np.array([1.0, -1.0]), level=level, n_boot=0)
-    return float(e.p) if e.run_measured else math.nan
 
 
 def _table2(values: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
