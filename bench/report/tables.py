@@ -358,18 +358,6 @@ def analyse(
     p_b = np.column_stack([stats.holm(p_b_raw[:, j]) for j in range(len(METRICS))])
     p_p = np.column_stack([stats.holm(p_p_raw[:, j]) for j in range(len(METRICS))])
 
-    # Table 1 marks: a test with run-to-run variance, per row (module docstring).
-    pairs_b = [(int(i), base_idx) for i in others]
-    pairs_p = [(int(a), int(b)) for a, b in prev_pairs] if data.design == "ladder" else []
-    mark_b = np.full_like(mean, np.nan)
-    mark_p = np.full_like(mean, np.nan)
-    for j, m in enumerate(METRICS):
-        mats = run_case_matrices(key_mats[m], case_codes, rep_codes, n_cases_all, n_reps)
-        for out, pairs in ((mark_b, pairs_b), (mark_p, pairs_p)):
-            for i, b in pairs:
-                out[i, j] = difference_p(mats[i], mats[b])
-            out[:, j] = stats.holm(out[:, j])
-
     dice_cols = [j for j, m in enumerate(METRICS) if m[0] == "dice"]
     objective = mean[:, dice_cols].mean(axis=1)
     best_idx = int(np.nanargmax(np.where(has, objective, -np.inf)))
@@ -418,15 +406,29 @@ def analyse(
         level=level,
         n_boot=n_boot,
         seed=seed,
-        p_marks_baseline=mark_b,
-        p_marks_previous=mark_p if data.design == "ladder" else None,
     )
     analysis.refused = refused
+    # Table 1 marks: a test with run-to-run variance, per row (module docstring).
+    mats = {m: run_case_matrices(key_mats[m], case_codes, rep_codes, n_cases_all, n_reps) for m in METRICS}
+    analysis.p_marks_baseline = _marks(mats, [(int(i), base_idx) for i in others], mean.shape)
+    if analysis.is_ladder:
+        analysis.p_marks_previous = _marks(mats, [(int(a), int(b)) for a, b in prev_pairs], mean.shape)
     if not analysis.intervals_reachable:  # shown as a sentence saying why (report.text.interval_note)
         analysis.ci_lo[:] = np.nan
         analysis.ci_hi[:] = np.nan
     _factorial(analysis, data)
     return analysis
+
+
+def _marks(mats: dict[tuple[str, str], list[np.ndarray]], pairs: list[tuple[int, int]],
+           shape: tuple[int, ...]) -> np.ndarray:
+    """Holm-adjusted p (within each column) of each ``(row, compared with)`` pair's difference."""
+    out = np.full(shape, np.nan)
+    for j, m in enumerate(METRICS):
+        for i, b in pairs:
+            out[i, j] = difference_p(mats[m][i], mats[m][b])
+        out[:, j] = stats.holm(out[:, j])
+    return out
 
 
 def _table2(values: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
