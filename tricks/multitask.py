@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from bench.data.formats import CLASS_REGIONS
+from bench.engine.heads import register_head
 from bench.engine.losses import LossFn
 from bench.engine.recipe import Recipe
 from tricks._base import Trick
@@ -66,19 +68,15 @@ __all__ = [
     "REGION_MODES",
     "MultitaskLoss",
     "Multitask",
+    "RegionHead",
+    "regions_to_classes",
 ]
 
 REGION_ORDER: tuple[str, ...] = ("ET", "WT", "TC")
 N_CLASSES = 4  # engine class indices: 0 BG, 1 NCR/NET, 2 ED, 3 ET
-# class index -> membership of each region, in REGION_ORDER
-_MEMBERSHIP = torch.tensor(
-    [
-        [0.0, 0.0, 0.0],  # background
-        [0.0, 1.0, 1.0],  # NCR/NET: WT, TC
-        [0.0, 1.0, 0.0],  # ED: WT
-        [1.0, 1.0, 1.0],  # ET: ET, WT, TC
-    ]
-)
+# class index -> membership of each region, in REGION_ORDER (from bench.data.formats.CLASS_REGIONS:
+# NCR/NET in WT and TC, ED in WT, ET in all three)
+_MEMBERSHIP = torch.tensor([[float(k in CLASS_REGIONS[r]) for r in REGION_ORDER] for k in range(N_CLASSES)])
 
 
 def region_targets(target: torch.Tensor) -> torch.Tensor:
@@ -246,3 +244,42 @@ def _nnunet_part(weight: float) -> type:
             return loss
 
     return MultitaskPart
+
+
+def regions_to_classes(regions: torch.Tensor) -> torch.Tensor:
+    """Region probabilities ``(3, ...)`` in ``REGION_ORDER`` (ET, WT, TC) -> uint8 class indices (0 BG,
+    1 NCR/NET, 2 ED, 3 ET), as nnU-Net decodes BraTS regions: WT > 0.5 is oedema, TC > 0.5 overwrites it with
+    core, ET > 0.5 with enhancing tumour."""
+    et, wt, tc = (REGION_ORDER.index(r) for r in ("ET", "WT", "TC"))
+    out = torch.zeros(regions.shape[1:], dtype=torch.uint8, device=regions.device)
+    out[regions[wt] > 0.5] = 2
+    out[regions[tc] > 0.5] = 1
+    out[regions[et] > 0.5] = 3
+    return out
+
+
+class RegionHead:
+    """Inference from the sigmoid region channels (``regions = "sigmoid"``): they follow the class channels
+    (and any earlier trick's extra outputs are not supported: the region channels must come first among the
+    extras, as when multitask is the only trick adding outputs). ``[inference] regions = true`` selects it."""
+
+    name = "regions"
+
+    def channels(self, n_classes: int) -> int:
+        return len(REGION_ORDER)
+
+    def check(self, model: torch.nn.Module) -> None:
+        if int(getattr(model, "extra_outputs", 0)) < len(REGION_ORDER):
+            from bench.errors import SpecError
+
+            raise SpecError("inference.regions: the model has no sigmoid region outputs; train it with the "
+                            "multitask trick (regions = 'sigmoid') or predict from the classes")
+
+    def probabilities(self, logits: torch.Tensor, n_classes: int) -> torch.Tensor:
+        return torch.sigmoid(logits[:, n_classes:n_classes + len(REGION_ORDER)].float())
+
+    def labels(self, probs: torch.Tensor) -> torch.Tensor:
+        return regions_to_classes(probs)
+
+
+register_head(RegionHead())

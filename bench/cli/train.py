@@ -211,6 +211,8 @@ def _predict(args: argparse.Namespace) -> int:
         bad = [c for c in ids if c not in known]
         if bad:
             raise SpecError(f"--cases: unknown case ID(s) {', '.join(bad)}")
+    if args.regions:
+        import tricks  # noqa: F401 - the multitask trick registers the region head (bench.engine.heads)
     cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device, regions=args.regions)
     if args.overlap is not None:
         cfg = dataclasses.replace(cfg, overlap=args.overlap)
