@@ -10,6 +10,12 @@ nox.options.reuse_existing_virtualenvs = True
 # The CPU build of torch is installed first so that nothing pulls a multi-GB CUDA build; the project's own
 # requirement stays open (torch>=2.4) for GPU users.
 TORCH_CPU = "torch==2.13.0"
+# The official BraTS 2025 evaluation, a test and benchmark reference only (BraTS-evaluation is AGPL-3.0; bench
+# does not import either at run time). Installed without their pins (numpy<2.3, pandas<3, cc3d 3.x), which
+# would downgrade the project's numpy/pandas for the whole suite; the modules they import run under both.
+BRATS_REFERENCE = ("panoptica==2.1.7", "BraTS-evaluation==0.0.10")
+BRATS_REFERENCE_DEPS = ("rich>=13.6,<14", "ruamel.yaml>=0.18.6,<1", "scikit-image>=0.22,<1", "plotly>=5.16.1,<6",
+                        "SimpleITK>=2.2.2,<3")
 
 
 def _install(session: nox.Session, *extras: str) -> None:
@@ -20,8 +26,10 @@ def _install(session: nox.Session, *extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite (PostgreSQL, an MLflow server and pdflatex are used for real)."""
-    _install(session, "test")
+    """Run the whole test suite (PostgreSQL, an MLflow server and pdflatex are used for real; nnU-Net too)."""
+    _install(session, "test", "nnunet")
+    session.install(*BRATS_REFERENCE_DEPS)
+    session.install("--no-deps", *BRATS_REFERENCE)
     session.run("python", "-m", "pytest", "-q", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
 
 
@@ -44,5 +52,7 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Speed benchmarks against their peers (medpy, MONAI, nibabel, a bare model step)."""
     _install(session, "test", "bench")
+    session.install(*BRATS_REFERENCE_DEPS)
+    session.install("--no-deps", *BRATS_REFERENCE)
     for script in sorted(__import__("pathlib").Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

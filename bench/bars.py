@@ -53,4 +53,22 @@ def progress_bar(*, file: TextIO | None = None, **kwargs: Any) -> Any:
     kwargs.pop("dynamic_ncols", None)
     kwargs.setdefault("mininterval", LOG_INTERVAL)
     kwargs.setdefault("ncols", 100)
-    return tqdm(file=_Lines(stream), **kwargs)
+    return _log_bar_class(tqdm)(file=_Lines(stream), **kwargs)
+
+
+def _log_bar_class(tqdm: Any) -> Any:
+    class LogBar(tqdm):  # type: ignore[misc, valid-type]
+        """A tqdm bar whose explicit refreshes (``refresh()``, ``set_postfix()``, setting ``n`` and refreshing)
+        also wait ``mininterval`` since the last line: plain tqdm redraws on every such call, which in a log
+        file is a line per training iteration. ``close()`` still writes the last state."""
+
+        def refresh(self, nolock: bool = False, lock_args: Any = None) -> None:
+            now = self._time()
+            last = getattr(self, "last_print_t", None)  # unset while tqdm's __init__ draws the first line
+            if self.disable or (last is not None and now - last < self.mininterval):
+                return
+            super().refresh(nolock=nolock, lock_args=lock_args)
+            self.last_print_t = now
+            self.last_print_n = self.n
+
+    return LogBar

@@ -18,6 +18,11 @@ Two ways to run a study:
 - :func:`fast_study`: the same model drawn straight into ``(runs, cases)`` matrices and handed to
   :mod:`bench.analysis` (for the hundreds of studies a coverage figure needs).
 
+Heavy tails (:class:`HeavyTailModel`, :func:`draw_heavy`): two arms whose per-case Dice is drawn on the logit
+scale, with t(3) run x case noise and hard cases that some runs lose entirely (Dice 0, as real ET is lost on
+small tumours), i.e. zero-inflated, heavy-tailed per-case values on which the linear model above is wrong on
+purpose; ``benchmarks/bench_heavy_tails.py`` measures the intervals' coverage and false claims on them.
+
 Importable from ``benchmarks/`` (``from simulate import TruthModel, fast_study, run_study``) or as
 ``benchmarks.simulate`` from the repository root.
 """
@@ -34,7 +39,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TruthModel", "study_model", "rows_of", "draw_runs", "fast_study", "run_study", "run_cells",
-           "ofat_rows", "FastResult", "results_of"]
+           "ofat_rows", "FastResult", "results_of", "HeavyTailModel", "draw_heavy", "heavy_truth",
+           "heavy_scenarios"]
 
 REGIONS = ("ET", "WT", "TC")
 
@@ -170,6 +176,68 @@ def fast_study(model: TruthModel, rows: np.ndarray, seeds: int, cases: int, rng:
             res[key].append(v)
     a = {k2: np.array(v) for k2, v in res.items()}
     return FastResult(names, a["truth"], a["est"], a["lo"], a["hi"], a["blo"], a["bhi"], a["run"], a["sig"])
+
+
+# ------------------------------------------------------------------------------------ heavy tails, lost cases
+
+
+@dataclass(frozen=True)
+class HeavyTailModel:
+    """Two arms A (baseline) and B. Per-case Dice of arm a, run r, case c:
+
+        y = expit(base + delta * [a = B] + case[c] + run[a, r] + noise_scale * t_3[a, r, c])
+
+    then set to 0 (the case lost entirely) when case c is hard (probability ``p_hard``, shared by both arms)
+    and run (a, r) loses it (probability ``p_lost``, independently per run). ``case ~ N(0, sd_case^2)``,
+    ``run ~ N(0, sd_run^2)``, all on the logit scale. The effect is ``delta`` on the logit scale; its truth on
+    the Dice scale (what the intervals estimate) is :func:`heavy_truth`."""
+
+    delta: float = 0.0
+    base: float = 1.5
+    sd_case: float = 1.0
+    sd_run: float = 0.3
+    noise_scale: float = 0.3
+    noise_df: float = 3.0
+    p_hard: float = 0.15
+    p_lost: float = 0.5
+
+
+def draw_heavy(model: HeavyTailModel, runs: int, cases: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``[B, A]``: each arm's ``(runs, cases)`` Dice matrix on the same test cases."""
+    from scipy.special import expit
+
+    case = rng.normal(0.0, model.sd_case, cases)
+    hard = rng.random(cases) < model.p_hard
+    out = []
+    for arm in (1, 0):
+        run = rng.normal(0.0, model.sd_run, (runs, 1))
+        eta = model.base + arm * model.delta + case[None, :] + run
+        y = expit(eta + model.noise_scale * rng.standard_t(model.noise_df, (runs, cases)))
+        y[hard[None, :] & (rng.random((runs, cases)) < model.p_lost)] = 0.0
+        out.append(y)
+    return out
+
+
+def heavy_truth(model: HeavyTailModel, draws: int = 20, seed: int = 1) -> float:
+    """Expected mean Dice of B minus A over cases, runs and noise (Monte Carlo, 8 million values per arm;
+    exactly 0 when ``delta`` is 0)."""
+    if model.delta == 0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for _ in range(draws):
+        b, a = draw_heavy(model, 400, 1000, rng)
+        total += float(b.mean() - a.mean())
+    return total / draws
+
+
+def heavy_scenarios() -> dict[str, HeavyTailModel]:
+    """The named scenarios of ``bench_heavy_tails.py``: which cases are lost x run-to-run spread."""
+    out = {}
+    for lost, (p_hard, p_lost) in {"hard cases lost": (0.15, 0.5), "any case lost": (1.0, 0.15)}.items():
+        for sd_run in (0.1, 0.3, 0.5):
+            out[f"{lost}, sd_run {sd_run:g}"] = HeavyTailModel(sd_run=sd_run, p_hard=p_hard, p_lost=p_lost)
+    return out
 
 
 # ------------------------------------------------------------------------------------ through the real runner

@@ -42,7 +42,9 @@ def test_two_arm_interval_is_the_stated_formula():
     # d = (1.5, 1.5, 3): s_d^2 = 0.75 -> 0.25; run A = 4 / 2 = 2; run B = 0.5 / 2 = 0.25
     assert e.case_var == pytest.approx(0.25) and e.run_var == pytest.approx(2.25)
     assert e.se == pytest.approx(np.sqrt(2.5))
-    df = 2.5**2 / (0.25**2 / 2 + 2**2 / 1 + 0.25**2 / 1)
+    # Satterthwaite over the mean squares: s_run^2 / S = (MS_run - MS_res) / (S C) for each arm, so each
+    # arm contributes (MS_run / (S C))^2 / df_run + (MS_res / (S C))^2 / df_res (A: 13.5 and 1.5; B: 1.5 and 0)
+    df = 2.5**2 / (0.25**2 / 2 + (13.5 / 6) ** 2 / 1 + (1.5 / 6) ** 2 / 2 + (1.5 / 6) ** 2 / 1)
     assert e.df == pytest.approx(df)
     q = sps.t.ppf(0.975, df)
     assert (e.ci_lo, e.ci_hi) == pytest.approx((2 - q * np.sqrt(2.5), 2 + q * np.sqrt(2.5)))
@@ -80,15 +82,25 @@ def test_layouts_keep_shared_cases_and_runs():
     np.testing.assert_allclose(lay.matrices[1], [[2.01, 2.02], [2.11, 2.12]])
 
 
-def test_power_seeds_match_the_formula():
+def test_power_seeds_use_t_quantiles_at_their_degrees_of_freedom():
     pilot = PilotComponents(run=0.01, residual=0.0, interaction=0.0, cases=10, configurations=2, runs=3)
-    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
     r = seeds_for_power(pilot, 0.1)
-    assert r.seeds == int(np.ceil(2 * 0.01 / (0.1 / z) ** 2))
-    # an interaction floor above delta: no number of seeds is enough
+
+    def enough(s: int) -> bool:  # SE^2 = 2 * 0.01 / S on 2 (S - 1) degrees of freedom (two arms)
+        df = 2 * (s - 1)
+        return (sps.t.ppf(0.975, df) + sps.t.ppf(0.8, df)) * np.sqrt(0.02 / s) <= 0.1
+
+    assert enough(r.seeds) and not enough(r.seeds - 1) and r.df_at_seeds == pytest.approx(2 * (r.seeds - 1))
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
+    assert r.seeds > int(np.ceil(2 * 0.01 / (0.1 / z) ** 2))  # the normal approximation undersizes
+    # an interaction floor above delta: no number of seeds is enough, and that is the reason given
     hard = PilotComponents(run=0.01, residual=0.0, interaction=0.05, cases=10, configurations=2, runs=3)
     r2 = seeds_for_power(hard, 0.1)
-    assert r2.seeds is None and r2.floor == pytest.approx(z * np.sqrt(0.005))
+    t9 = sps.t.ppf(0.975, 9) + sps.t.ppf(0.8, 9)
+    assert r2.seeds is None and r2.reason == "floor" and r2.floor == pytest.approx(t9 * np.sqrt(0.005))
+    # reachable, but not within the cap: the cap is the reason, not the floor
+    r3 = seeds_for_power(pilot, 0.1, max_seeds=5)
+    assert r3.seeds is None and r3.reason == "cap" and r3.floor == 0.0
 
 
 def test_pilot_components_recover_a_known_model():

@@ -144,3 +144,35 @@ def test_predicted_halfwidth() -> None:
     assert predicted_halfwidth(est, {}, 0.95) == pytest.approx(1.959964 * math.sqrt(4e-6 + 5e-5 + 2e-4), rel=1e-6)
     one_run = Estimate("x", 0.0, None, 0.0, 0.002, {"A": 1, "B": 2}, 10, {"B": 4e-4}, {"B": 1.0, "A": -1.0})
     assert predicted_halfwidth(one_run, {"A": 5}, 0.95) is None
+
+
+def test_one_test_case_is_unknown_not_zero_case_variance() -> None:
+    # two runs per arm, one case, a consistent gain: the case term cannot be measured, so nothing is decided
+    table = _table({"A": [[0.50], [0.52]], "B": [[0.70], [0.71]]})
+    est = contrast_estimate(table, {"B": 1.0, "A": -1.0})
+    assert est.se is None and est.cases == 1 and math.isnan(est.floor_se)
+    d = decide(est, Rules())
+    assert d.verdict == "undecided" and "one test case" in d.reason
+    # the effects machinery agrees: no interval, no p
+    from bench.analysis.effects import effect
+
+    e = effect("", [np.array([[0.70], [0.71]]), np.array([[0.50], [0.52]])], np.array([1.0, -1.0]), n_boot=0)
+    assert math.isnan(e.p) and not e.significant
+
+
+def test_a_standard_error_estimated_as_zero_decides_nothing() -> None:
+    d = decide(Estimate("x", 0.1, 0.0, 3.0, 0.0), Rules())
+    assert d.verdict == "undecided" and "estimated as 0" in d.reason
+
+
+def test_forward_p_of_an_unknown_or_zero_standard_error_is_nan_not_zero() -> None:
+    from bench.design.forward import holm, one_sided_p
+
+    assert math.isnan(one_sided_p(Estimate("x", 0.1, 0.0, 3.0, 0.0)))
+    assert math.isnan(one_sided_p(Estimate("x", 0.1, None, 0.0, 0.0)))
+    assert one_sided_p(Estimate("x", 0.1, 0.05, 10.0, 0.0)) == pytest.approx(stats.t.sf(2.0, 10.0))
+    adj = holm([0.01, math.nan, 0.03])
+    assert adj[0] == pytest.approx(0.02) and math.isnan(adj[1]) and adj[2] == pytest.approx(0.03)
+    # paired runs that all gained exactly the same: SE 0, no claim
+    same = paired_run_estimate({(0, 0): 0.5, (0, 1): 0.6}, {(0, 0): 0.6, (0, 1): 0.7})
+    assert same.se == pytest.approx(0.0, abs=1e-12) and math.isnan(one_sided_p(same))

@@ -10,7 +10,8 @@ import pytest
 
 from bench.cli import build_parser, main
 
-EXPECTED_COMMANDS = {"run", "worker", "status", "ui", "data", "train", "predict", "evaluate", "tricks", "report"}
+EXPECTED_COMMANDS = {"run", "plan", "worker", "status", "cancel", "ui", "data", "train", "predict", "evaluate",
+                     "tricks", "report"}
 
 
 def _commands() -> set[str]:
@@ -46,8 +47,37 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
     assert time.perf_counter() - t < 3.0  # interpreter start included; the parser itself is timed above
 
 
+def test_a_missing_command_module_is_an_error_not_a_silently_missing_command(monkeypatch) -> None:
+    import bench.cli as cli
+
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", (*cli._COMMAND_MODULES, "no_such_module"))
+    with pytest.raises(ModuleNotFoundError, match="bench.cli.no_such_module"):
+        build_parser()
+
+
 def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_postgresql_tests_skip_only_outside_ci(tmp_path, ci: str) -> None:
+    """Without psycopg a PostgreSQL test is skipped on a laptop, and fails (never skips) when CI is set."""
+    import os
+    from pathlib import Path
+
+    stub = tmp_path / "stub" / "psycopg"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ModuleNotFoundError('psycopg hidden by the test', name='psycopg')\n")
+    env = {**os.environ, "PYTHONPATH": str(stub.parent), "CI": ci}
+    root = Path(__file__).resolve().parents[1]
+    test = "tests/test_report_tables.py::test_report_from_postgresql_equals_sqlite"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+    if ci:
+        assert proc.returncode != 0 and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
+        assert "psycopg hidden by the test" in proc.stdout
+    else:
+        assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout[-2000:]

@@ -48,7 +48,7 @@ def test_plan_text_shows_aliases_and_validates_like_run(run_cli, tmp_path):
 
 def _pilot(tmp_path):
     """A 2-configuration pilot (3 seeds, 6 cases): run-to-run term 0.01 * seed, no residual or interaction."""
-    from bench.report.demo import fill_results, grid_rows
+    from known_results import fill_results, grid_rows
 
     url = f"sqlite:///{tmp_path / 'pilot.db'}"
     rows = grid_rows(["warmup"])
@@ -67,11 +67,23 @@ def test_plan_power_from_a_pilot_matches_the_formula(run_cli, tmp_path):
     p = json.loads(r.out)["power"]
     mean = [e for e in p["by_metric"] if e["metric"].startswith("mean")][0]
     assert mean["s_run"] == pytest.approx(0.01) and mean["s_res"] == pytest.approx(0.0, abs=1e-9)
+
+    def enough(s: int, sum_w2: float, arms: int) -> bool:  # the report's t test: SE^2 = sum_w2 s_run^2 / S
+        df = arms * (s - 1)
+        return (sps.t.ppf(0.975, df) + sps.t.ppf(0.8, df)) * np.sqrt(sum_w2 * 1e-4 / s) <= 0.02
+
+    n = mean["seeds_pairwise"]
+    assert enough(n, 2.0, 2) and not enough(n - 1, 2.0, 2)
     z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
-    assert mean["seeds_pairwise"] == int(np.ceil(2 * 1e-4 / (0.02 / z) ** 2)) == 4
-    assert mean["seeds_main_effect"] == int(np.ceil(0.5 * 1e-4 / (0.02 / z) ** 2))
+    assert n > int(np.ceil(2 * 1e-4 / (0.02 / z) ** 2)) == 4  # the normal approximation said 4
+    m = mean["seeds_main_effect"]  # 8 configurations of the fraction: weights +-1/4, 8 arms
+    assert enough(m, 0.5, 8) and (m == 2 or not enough(m - 1, 0.5, 8))
     r = run_cli("plan", str(SPEC), "--power", "0.02", "--pilot", "nope", "--results", url)
-    assert r.code == 2 and "unknown experiment" in r.err or "nope" in r.err
+    assert r.code == 2 and "nope" in r.err and r.err.count("\n") == 1, r.err
+    # a tiny effect with no interaction floor: reachable, only beyond the seed cap, and said so
+    r = run_cli("plan", str(SPEC), "--power", "0.0001", "--pilot", "pilot", "--results", url)
+    assert r.code == 0, r.err
+    assert "more than 1000 seeds" in r.out and "floor" not in r.out.split("from pilot")[1].split("floor with")[0]
 
 
 TINY = """

@@ -299,7 +299,7 @@ max_seeds = 5
 
 
 def test_replication_of_a_fraction_adds_whole_replicates_of_main_effects():
-    from bench.runner.looks import design_for
+    from bench.design import design_for
 
     sp = parse_spec(FRACTIONAL, "fr.toml", check_data=False)
     rep = design_for(sp)

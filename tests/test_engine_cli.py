@@ -99,3 +99,16 @@ def test_tricks_table_and_show(run_cli) -> None:
     assert r.code == 0 and "epochs (float) = 20.0" in r.out and "search: float [1.0, 40.0]" in r.out
     r = run_cli("tricks", "show", "warmpu")
     assert r.code == 2 and "did you mean 'warmup'" in r.err
+
+
+def test_train_progress_written_to_a_file_is_a_few_lines_not_one_per_iteration(synth_raw: Path, run_cli,
+                                                                              tmp_path: Path) -> None:
+    """stderr is not a terminal here (as `bench train ... >log 2>&1`): bars.py's promise of a line at most every
+    30 s holds for the training bar, whose callback sets the postfix and refreshes at every iteration."""
+    args = [a if a != "2" else "40" for a in TINY[:2]] + TINY[2:]
+    r = run_cli("train", "--data", str(synth_raw), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
+                *args)
+    assert r.code == 0, r.err
+    bar_lines = [ln for ln in r.err.splitlines() if ln.startswith("train ")]
+    assert "\r" not in r.err and 1 <= len(bar_lines) <= 3, bar_lines
+    assert "40/40" in bar_lines[-1] and "loss=" in bar_lines[-1]

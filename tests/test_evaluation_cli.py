@@ -84,9 +84,13 @@ def test_perturbed_predictions_match_medpy_and_count_penalties(
     res = run_cli("evaluate", "--pred", pred_dir, "--gt", synth_raw, "--out", out, "--jobs", "2")
     assert res.code == 0, res.err
     rows = read_csv(out)
-    assert len(rows) == 12
+    n_cases = len([cf for cf in list_cases(synth_raw) if cf.seg is not None])
+    assert len(rows) == 3 * n_cases  # the cases without a prediction are scored as empty predictions
     for row in rows:
-        assert abs(row.hd95 - expected[row.case_id, row.region]) <= 1e-9
+        if (row.case_id, row.region) in expected:
+            assert abs(row.hd95 - expected[row.case_id, row.region]) <= 1e-9
+        else:
+            assert (row.dice, row.hd95) in ((0.0, HD95_PENALTY), (1.0, 0.0))
         assert row.penalty == (row.hd95 == HD95_PENALTY)
     n_pen = penalty_counts(rows)
     assert sum(n_pen.values()) >= 1  # case 0 lost its ET
@@ -108,7 +112,10 @@ def test_unmatched_files_are_reported(synth_raw: Path, tmp_path: Path, run_cli) 
     assert all_ids[0] in res.err and all_ids[1] in res.err
     assert "notes.txt" in res.err
     rows = _read_rows(pred_dir / "metrics.csv")  # default output beside the predictions
-    assert {r["case_id"] for r in rows} == set(ids)
+    assert {r["case_id"] for r in rows} == set(all_ids)  # the two without a prediction scored as empty ones
+    missed = [r for r in rows if r["case_id"] in (all_ids[0], all_ids[1]) and r["region"] == "WT"]
+    assert [float(r["dice"]) for r in missed] == [0.0, 0.0] and all(r["penalty"] == "1" for r in missed)
+    assert "scored as the official code scores a missing one" in res.err
 
 
 def test_rerun_with_default_output_overwrites_quietly(synth_raw: Path, tmp_path: Path, run_cli) -> None:
@@ -118,7 +125,8 @@ def test_rerun_with_default_output_overwrites_quietly(synth_raw: Path, tmp_path:
     second = run_cli("evaluate", "--pred", pred_dir, "--gt", synth_raw, "--jobs", "1")
     assert first.code == second.code == 0
     assert "ignored" not in second.err  # the CSV of the first run is not reported as a stray file
-    assert len(_read_rows(pred_dir / "metrics.csv")) == 9
+    assert len(_read_rows(pred_dir / "metrics.csv")) == 3 * len(
+        [cf for cf in list_cases(synth_raw) if cf.seg is not None])
     assert first.out == second.out
 
 

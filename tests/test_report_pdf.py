@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from known_results import fill_results, grid_rows
 
 from bench.report.build import build_report
-from bench.report.demo import fill_results, grid_rows
 from bench.report.latex import VERBATIM_COLUMNS, _verbatim, wrap_code_line
 from bench.runner.spec import packaged_specs
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from known_results import DemoRow, fill_results, grid_rows, ladder_rows
 from scipy import stats as sps
 
 from bench.analysis.tests import holm
 from bench.report.build import build_report, load_report_data
-from bench.report.demo import DemoRow, fill_results, grid_rows, ladder_rows
 from bench.report.tables import analyse
 
 REG = ("ET", "TC", "WT")  # database order
@@ -104,8 +104,17 @@ def test_wilcoxon_holm_against_scipy_by_hand(ladder_db):
         raw_p = [sps.wilcoxon(case[i], case[i - 1]).pvalue for i in (1, 2)]
         np.testing.assert_allclose(a.p_previous[1:, j], holm(np.array(raw_p)), rtol=1e-12)
         assert np.isnan(a.p_baseline[0, j]) and np.isnan(a.p_previous[0, j])
-    # the Dice gains over BL are large and consistent: significant after Holm, marked with a dagger
-    assert a.significant("baseline")[1:, :3].all()
+    # Table 1 marks: the difference with test-case and run variance (two seeds each), Holm within each column
+    from bench.analysis.effects import effect
+
+    for j, m in enumerate(COLS):
+        v = _col(dice, hd, m)  # (config, seed, case)
+        raw = [effect("", [v[i], v[0]], np.array([1.0, -1.0]), n_boot=0).p for i in (1, 2)]
+        np.testing.assert_allclose(a.p_marks_baseline[1:, j], holm(np.array(raw)), rtol=1e-10)
+    # WT and TC gains are large and consistent over both seeds: marked; ET is not, because BL lost case 4's
+    # ET in one of its two seeds, which makes its run-to-run variance too large for a claim from two seeds
+    sig = a.significant("baseline")
+    assert sig[1:, 1:3].all() and not sig[:, 0].any()
 
 
 def test_outputs_bold_sd_marks_penalty_caption(ladder_db, tmp_path):
@@ -124,8 +133,8 @@ def test_outputs_bold_sd_marks_penalty_caption(ladder_db, tmp_path):
             cell = rows[label].rstrip(" \\").split(" & ")[1 + j]
             assert cell.startswith(f"\\textbf{{{col[i]:.3f}}}") == (i == best), (label, m, cell)
             assert f"$\\pm$ {a.sd[i, j]:.3f}" in cell
-    # dagger on every Dice column of the two rows above the baseline
-    assert rows["BL+warmup"].count(r"\dagger") >= 3
+    # dagger on the Dice WT and TC columns of the two rows above the baseline
+    assert rows["BL+warmup"].count(r"\dagger") >= 2
     assert "1 of 180 case evaluations" in tex and "(ET 1, WT 0, TC 0)" in tex and "373.13" in tex
     assert "95th percentile of the pooled surface distances" in tex
     assert "**" in md and "±" in md and "†" in md and "1 of 180 case evaluations" in md
@@ -338,3 +347,77 @@ def test_one_run_per_configuration_tags_every_interval_and_marks_nothing(tmp_pat
     assert main.count("(cases only)") == 6 and "+0.200" in main
     assert "No row is marked: with one run" in md and "run-to-run variance is not measured" in md
     assert "p-values against" in md  # 8 cases: the signed-rank test can reach 0.05, its table is shown
+
+
+def _run_shift_db(tmp_path: Path, seeds_of: dict[str, tuple[int, ...]] | None = None) -> str:
+    """Two seeds, 10 cases, no true effect: every run (configuration x seed) is shifted by about 0.02 as a
+    whole, the case values are otherwise the same up to 0.002."""
+    url = f"sqlite:///{tmp_path / 'shift.db'}"
+    rows = ladder_rows(["warmup"])
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.6, 0.85, size=(10, 3))
+    shift = {(0, 0): -0.02, (0, 1): 0.01, (1, 0): 0.02, (1, 1): 0.01}  # BL+warmup - BL = +0.02 by chance
+    noise = rng.normal(0.0, 0.002, size=(2, 2, 10, 3))
+
+    def metric(ci, fold, seed, k, region):
+        return base[k, REG.index(region)] + shift[(ci, seed)] + noise[ci, seed, k, REG.index(region)], 5.0
+
+    fill_results(url, "shift", "ladder", rows, metric, seeds=(0, 1), cases=10)
+    return url
+
+
+def test_table1_marks_include_run_variance_two_seeds_no_effect_marks_nothing(tmp_path):
+    url = _run_shift_db(tmp_path)
+    a = analyse(load_report_data(url, "shift"))
+    # the per-case Wilcoxon test (cases averaged over seeds) sees ten +0.02 differences...
+    assert a.p_baseline_raw[1, 0] < 0.01
+    # ...but two runs per arm shifted by about 0.02 cannot support a claim: nothing is marked
+    assert not a.significant("baseline").any() and not a.significant("previous").any()
+    assert (a.p_marks_baseline[1, :3] > 0.05).all()
+    build_report(url, "shift", out=tmp_path, pdf=False, plots=False, formats=("markdown",))
+    text1 = (tmp_path / "shift" / "table1.md").read_text()
+    assert "†" not in text1.split("\n\n")[1]  # the table itself
+    assert "run-to-run variance" in text1 and "Satterthwaite" in text1
+
+
+def test_table1_row_with_one_run_is_never_marked(tmp_path):
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    rows = ladder_rows(["warmup", "fuse"])
+
+    def metric(ci, fold, seed, k, region):  # large consistent gains, tiny run noise
+        return 0.5 + 0.1 * ci + 0.01 * k + 0.001 * seed, 5.0
+
+    fill_results(url, "mixed", "ladder", rows, metric, seeds=(0, 1, 2), cases=8)
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url)
+    with eng.begin() as c:  # the last row keeps one run only
+        cid = c.execute(text("select id from configurations where label = 'BL+warmup+fuse'")).scalar()
+        c.execute(text("delete from case_metrics where cell_id in (select id from cells where configuration_id = :c"
+                       " and seed > 0)"), {"c": cid})
+        c.execute(text("delete from cells where configuration_id = :c and seed > 0"), {"c": cid})
+    eng.dispose()
+    a = analyse(load_report_data(url, "mixed"))
+    assert list(a.n_replicates) == [3, 3, 1]
+    sig = a.significant("baseline")
+    assert sig[1, :3].all()  # three runs each, a 0.1 gain: marked
+    assert not sig[2].any() and not a.significant("previous")[2].any()  # one run: never marked
+
+
+def test_three_cases_say_why_instead_of_printing_bootstrap_intervals(tmp_path):
+    url = f"sqlite:///{tmp_path / 'three.db'}"
+    rows = ladder_rows(["warmup"])
+    fill_results(url, "three", "ladder", rows, lambda ci, f, s, k, r: (0.5 + 0.1 * ci + 0.05 * k, 5.0),
+                 seeds=(0, 1), cases=3)
+    res = build_report(url, "three", out=tmp_path, pdf=False, plots=False, formats=("markdown", "latex", "html"))
+    a = res.analysis
+    assert not a.intervals_reachable and np.isnan(a.ci_lo).all() and np.isnan(a.ci_hi).all()
+    for name in ("report.md", "stats.tex", "report.html"):
+        body = (tmp_path / "three" / name).read_text()
+        assert "bootstrap intervals are not shown" in body and "3 = 0.25, so it cannot reach 95" in body, name
+        assert "case-bootstrap intervals of the" not in body.lower(), name
+    # six cases: the interval table is back
+    fill_results(url, "six", "ladder", rows, lambda ci, f, s, k, r: (0.5 + 0.1 * ci + 0.05 * k, 5.0),
+                 seeds=(0, 1), cases=6)
+    six = analyse(load_report_data(url, "six"))
+    assert six.intervals_reachable and not np.isnan(six.ci_lo).any()

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from tiny_spec import TINY_DATA_MODEL
 
+from bench.design import design_for
 from bench.runner import looks
 from bench.runner.launch import RunOptions, launch, prepare_run
 from bench.runner.spec import parse_spec
@@ -104,7 +105,7 @@ def test_forward_run_end_to_end(tmp_path, capsys):
     url = f"sqlite:///{ws}/.bench/results.db"
     res = launch(RunOptions(spec=spec, folder=ws, tracking_uri="none", progress=False, threads=1))
     assert res.exit_code == 0
-    design = looks.design_for(spec)
+    design = design_for(spec)
     r = looks.results(open_store(url), "fwd")
     steps = design.path(r)
     assert steps[0].finished and {c.trick for c in steps[0].candidates} == {"warmup", "patch_fusion"}

@@ -259,6 +259,13 @@ def test_redact_url_hides_passwords_only() -> None:
     assert redact_url("https://h/x?user=a&password=s3cret&x=1") == "https://h/x?user=a&password=***&x=1"
     for same in ("sqlite:////tmp/a.db", "postgresql://user@host/db", "http://127.0.0.1:5000/#/runs"):
         assert redact_url(same) == same
+    assert redact_url("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"  # an unescaped '@' in it
+
+
+def test_one_redact_url_for_the_store_and_the_mirror() -> None:
+    from bench.store import redact_url as store_redact
+
+    assert store_redact is redact_url
 
 
 def test_cell_params_and_run_name() -> None:

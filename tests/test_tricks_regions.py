@@ -11,8 +11,8 @@ import torch
 import tricks
 from bench.engine import api
 from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig
-from bench.engine.infer import regions_to_classes
 from bench.errors import SpecError
+from tricks.multitask import regions_to_classes
 
 
 def test_regions_to_classes_follows_the_nesting() -> None:
@@ -68,3 +68,37 @@ def test_region_prediction_is_an_inference_option_only() -> None:
     # the option does not change which training a result belongs to
     a, b = InferenceConfig(), dataclasses.replace(InferenceConfig(), regions=True)
     assert a != b and not hasattr(TrainConfig(), "regions")
+
+
+def test_one_definition_of_the_regions_and_one_dice() -> None:
+    import numpy as np
+
+    from bench.data.formats import BRATS2019, CLASS_REGIONS, classes_to_brats, region_masks
+    from bench.engine.infer import region_dice
+    from bench.evaluation.metrics import dice
+    from tricks.multitask import REGION_ORDER, region_targets
+
+    assert CLASS_REGIONS == {"ET": (3,), "TC": (1, 3), "WT": (1, 2, 3)}
+    rng = np.random.default_rng(0)
+    pred, gt = rng.integers(0, 4, (6, 7, 5)), rng.integers(0, 4, (6, 7, 5))
+    # the engine's validation Dice is the evaluation's Dice on the BraTS label maps
+    p_masks, g_masks = region_masks(classes_to_brats(pred), BRATS2019), region_masks(classes_to_brats(gt), BRATS2019)
+    assert region_dice(pred, gt) == {r: dice(p_masks[r], g_masks[r]) for r in ("ET", "TC", "WT")}
+    # the multitask trick's training targets are the same regions
+    maps = region_targets(torch.from_numpy(gt)[None])[0].numpy().astype(bool)
+    for i, r in enumerate(REGION_ORDER):
+        assert (maps[i] == g_masks[r]).all()
+
+
+def test_region_decoding_lives_in_the_trick_and_the_engine_imports_no_trick() -> None:
+    import re
+
+    from bench.engine.heads import get_head
+    from tricks.multitask import RegionHead
+
+    assert isinstance(get_head("regions"), RegionHead)  # registered by importing tricks.multitask
+    with pytest.raises(SpecError, match="output head 'nope' is not registered"):
+        get_head("nope")
+    engine = Path(__file__).resolve().parents[1] / "bench" / "engine"
+    for f in (engine / "infer.py", engine / "heads.py"):
+        assert not re.search(r"^\s*(from|import) tricks", f.read_text(), re.M), f"{f.name} imports a trick"

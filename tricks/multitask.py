@@ -30,16 +30,26 @@ soft Dice added (BENCHMARKS.md, "Real folders and CPU speed").
 
 Wraps the ``loss`` slot, and (sigmoid mode) the ``model.extra_outputs`` slot: its 3 channels come after any
 that tricks applied before it added, so it composes with other extra-output tricks.
+
+nnU-Net form: region-based training, as nnU-Net trains BraTS: the trainer's dataset.json gets the regions
+whole tumour, tumour core and enhancing tumour (``regions_class_order`` 1, 2, 3), the network has one sigmoid
+output per region, the loss is soft Dice + ``weight`` x BCE on the regions, and prediction decodes the regions
+into labels. On nnU-Net the region task replaces the 4-class task instead of adding to it (nnU-Net's network
+has one output head), and its region loss always holds the soft Dice (``region_dice`` has no further effect);
+only ``regions = "sigmoid"`` has a form. Bench's nnU-Net baseline trains the four classes with softmax.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from bench.data.formats import CLASS_REGIONS
+from bench.engine.heads import register_head
 from bench.engine.losses import LossFn
 from bench.engine.recipe import Recipe
 from tricks._base import Trick
@@ -58,19 +68,15 @@ __all__ = [
     "REGION_MODES",
     "MultitaskLoss",
     "Multitask",
+    "RegionHead",
+    "regions_to_classes",
 ]
 
 REGION_ORDER: tuple[str, ...] = ("ET", "WT", "TC")
 N_CLASSES = 4  # engine class indices: 0 BG, 1 NCR/NET, 2 ED, 3 ET
-# class index -> membership of each region, in REGION_ORDER
-_MEMBERSHIP = torch.tensor(
-    [
-        [0.0, 0.0, 0.0],  # background
-        [0.0, 1.0, 1.0],  # NCR/NET: WT, TC
-        [0.0, 1.0, 0.0],  # ED: WT
-        [1.0, 1.0, 1.0],  # ET: ET, WT, TC
-    ]
-)
+# class index -> membership of each region, in REGION_ORDER (from bench.data.formats.CLASS_REGIONS:
+# NCR/NET in WT and TC, ED in WT, ET in all three)
+_MEMBERSHIP = torch.tensor([[float(k in CLASS_REGIONS[r]) for r in REGION_ORDER] for k in range(N_CLASSES)])
 
 
 def region_targets(target: torch.Tensor) -> torch.Tensor:
@@ -201,6 +207,17 @@ class Multitask(Trick):
             },
         )
 
+    nnunet_form = ("nnU-Net's region-based training: sigmoid WT/TC/ET outputs, soft Dice + weight x BCE on the "
+                   "regions (baseline: 4 softmax classes)")
+
+    def nnunet_check(self, params: Any) -> None:
+        if params.regions != "sigmoid":
+            raise ValueError(f"regions={params.regions!r} has no nnU-Net form (nnU-Net's region training is "
+                             "sigmoid heads); accepted 'sigmoid'")
+
+    def nnunet_part(self, params: Any) -> type:
+        return _nnunet_part(float(params.weight))
+
     def apply(self, recipe: Recipe, params: Any) -> None:
         if params.regions == "sigmoid":
             offset = int(recipe.extra_outputs)
@@ -209,3 +226,60 @@ class Multitask(Trick):
                                         region_dice=bool(params.region_dice))
         else:
             recipe.loss = MultitaskLoss(recipe.loss, params.weight, "grouped", region_dice=bool(params.region_dice))
+
+
+@functools.cache
+def _nnunet_part(weight: float) -> type:
+    from bench.engines.nnunet.parts import compound_loss, nnunet_trainer_base, region_form
+
+    class MultitaskPart(nnunet_trainer_base()):  # type: ignore[misc]
+        """Region-based training: BraTS regions in the trainer's dataset.json, the BCE term weighted."""
+
+        def _bench_dataset_json(self, dataset_json: dict) -> dict:
+            return region_form(super()._bench_dataset_json(dataset_json))
+
+        def _build_loss(self) -> Any:
+            loss = super()._build_loss()
+            compound_loss(loss).weight_ce = weight
+            return loss
+
+    return MultitaskPart
+
+
+def regions_to_classes(regions: torch.Tensor) -> torch.Tensor:
+    """Region probabilities ``(3, ...)`` in ``REGION_ORDER`` (ET, WT, TC) -> uint8 class indices (0 BG,
+    1 NCR/NET, 2 ED, 3 ET), as nnU-Net decodes BraTS regions: WT > 0.5 is oedema, TC > 0.5 overwrites it with
+    core, ET > 0.5 with enhancing tumour."""
+    et, wt, tc = (REGION_ORDER.index(r) for r in ("ET", "WT", "TC"))
+    out = torch.zeros(regions.shape[1:], dtype=torch.uint8, device=regions.device)
+    out[regions[wt] > 0.5] = 2
+    out[regions[tc] > 0.5] = 1
+    out[regions[et] > 0.5] = 3
+    return out
+
+
+class RegionHead:
+    """Inference from the sigmoid region channels (``regions = "sigmoid"``): they follow the class channels
+    (and any earlier trick's extra outputs are not supported: the region channels must come first among the
+    extras, as when multitask is the only trick adding outputs). ``[inference] regions = true`` selects it."""
+
+    name = "regions"
+
+    def channels(self, n_classes: int) -> int:
+        return len(REGION_ORDER)
+
+    def check(self, model: torch.nn.Module) -> None:
+        if int(getattr(model, "extra_outputs", 0)) < len(REGION_ORDER):
+            from bench.errors import SpecError
+
+            raise SpecError("inference.regions: the model has no sigmoid region outputs; train it with the "
+                            "multitask trick (regions = 'sigmoid') or predict from the classes")
+
+    def probabilities(self, logits: torch.Tensor, n_classes: int) -> torch.Tensor:
+        return torch.sigmoid(logits[:, n_classes:n_classes + len(REGION_ORDER)].float())
+
+    def labels(self, probs: torch.Tensor) -> torch.Tensor:
+        return regions_to_classes(probs)
+
+
+register_head(RegionHead())

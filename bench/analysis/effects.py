@@ -9,8 +9,12 @@ matrix for one metric, all on the same test cases. The standard error has a case
 where ``d_c = sum_i w_i * mean_s Y_i[s, c]`` is the per-case contrast (its variance ``s_d^2`` holds the
 residual and any configuration x case interaction; the case main effect cancels) and ``s_run,A^2`` is the run
 component pooled over the configurations on side A (positive weights) and side B (negative weights). For a
-two-arm comparison this is ``s_d^2/C + s_run,A^2/S_A + s_run,B^2/S_B``. Degrees of freedom by Satterthwaite;
-the interval uses Student's t.
+two-arm comparison this is ``s_d^2/C + s_run,A^2/S_A + s_run,B^2/S_B``. Degrees of freedom by Satterthwaite
+over the mean squares the estimate is made of: ``s_run^2 = (MS_run - MS_res) / C`` counts both (a run term
+whose estimate is mostly residual is less certain than MS_run's own degrees of freedom say); the interval
+uses Student's t. That interval (``ci_lo``/``ci_hi``, ``p``, ``significant``) is the default: on heavy-tailed,
+zero-inflated per-case Dice (cases that some runs lose entirely) it keeps false claims at or below the nominal
+rate where counting MS_run's degrees of freedom alone did not (``benchmarks/simulate.py``, BENCHMARKS.md).
 
 The nonparametric version is a two-way bootstrap that resamples test cases (one draw shared by every
 configuration, so the pairing is kept) and, within each configuration, its runs; run and case deviations are
@@ -138,6 +142,7 @@ def effect(name: str, layouts: Sequence[np.ndarray], weights: np.ndarray, *, lev
     terms = [(case_var, c - 1)]
     run_measured = True
     run_var = 0.0
+    dens: list[float] = []  # Satterthwaite denominators of the run terms
     runs = []
     comps = list(components) if components is not None else [variance_components(y) for y in ys]
     for side in (w > 0, w < 0):
@@ -149,12 +154,22 @@ def effect(name: str, layouts: Sequence[np.ndarray], weights: np.ndarray, *, lev
         if not comp.run_measured or np.isnan(comp.run):
             run_measured = False
             continue
-        term = float(sum(wi**2 * comp.run / y.shape[0] for wi, y, on in zip(w, ys, side) if on))
+        coef = float(sum(wi**2 / y.shape[0] for wi, y, on in zip(w, ys, side) if on))
+        term = coef * comp.run
         run_var += term
+        if term > 0 and comp.df_res > 0:
+            # s_run^2 = (MS_run - MS_res) / C: Satterthwaite counts both mean squares (the residual one is
+            # subtracted, which makes the estimate less certain than MS_run's degrees of freedom say)
+            a = coef / c
+            dens.append((a * comp.ms_run) ** 2 / comp.df_run + (a * comp.ms_res) ** 2 / comp.df_res)
+        elif term > 0:
+            dens.append(term**2 / comp.df_run)
         terms.append((term, comp.df_run))
     se2 = sum(t for t, _ in terms) if run_measured else case_var
     se = float(np.sqrt(se2))
-    denom = sum(t**2 / df for t, df in (terms if run_measured else terms[:1]) if df > 0 and t > 0)
+    denom = (terms[0][0] ** 2 / terms[0][1] if c > 1 and terms[0][0] > 0 else 0.0)
+    if run_measured:
+        denom += sum(dens)
     df = float(se2**2 / denom) if denom > 0 else float(max(c - 1, 1))
     q = float(stats.t.ppf(0.5 + level / 2.0, df))
     lo, hi = est - q * se, est + q * se

@@ -5,9 +5,17 @@ For a contrast with weights ``w`` over configurations that each get ``S`` runs o
     SE(S)^2 = s_int^2 / C + sum(w^2) * (s_run^2 + s_res^2 / C) / S
 
 ``s_int^2`` is the configuration x case interaction (the part of the per-case differences that no number of
-runs removes), ``s_run^2`` and ``s_res^2`` the run and residual components. An effect ``delta`` is detected
-with power ``1 - beta`` at two-sided level ``alpha`` when ``(z_{1-alpha/2} + z_{1-beta}) * SE(S) <= delta``.
-As ``S`` grows, SE falls to the floor ``s_int / sqrt(C)``: below that only more test cases help.
+runs removes), ``s_run^2`` and ``s_res^2`` the run and residual components. The report's test of that
+contrast is Student's t with Satterthwaite degrees of freedom (:mod:`bench.analysis.effects`), so an effect
+``delta`` is detected with power ``1 - beta`` at two-sided level ``alpha`` when
+
+    (t_{1-alpha/2, df(S)} + t_{1-beta, df(S)}) * SE(S) <= delta
+
+with ``df(S)`` the Satterthwaite degrees of freedom of ``SE(S)^2``: its case part on ``C - 1``, its run part
+on ``k (S - 1)`` (``k`` configurations in the contrast, each with ``S - 1``). The quantiles are recomputed at
+every ``S`` tried (with few seeds they are far above the normal ones: a normal approximation undersizes).
+As ``S`` grows, SE falls to the floor ``s_int / sqrt(C)`` (on ``C - 1`` degrees of freedom): an effect at or
+below it is not detectable with any number of runs, only with more test cases.
 
 :func:`seeds_for_ladder` sizes a forward ladder (selection on validation Dice, confirmation on test cases).
 """
@@ -25,8 +33,8 @@ from bench.analysis.variance import pooled_components
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PilotComponents", "PowerResult", "pilot_components", "seeds_for_power", "selection_variance",
-           "seeds_for_ladder"]
+__all__ = ["PilotComponents", "PowerResult", "pilot_components", "seeds_for_power", "power_se_df",
+           "selection_variance", "seeds_for_ladder", "ladder_floor"]
 
 
 @dataclass(frozen=True)
@@ -41,12 +49,19 @@ class PilotComponents:
 
 @dataclass(frozen=True)
 class PowerResult:
+    """``seeds``: the smallest number of runs per configuration with the power asked for; None with
+    ``reason`` ``"floor"`` (``delta`` is at or below the floor: no number of runs is enough) or ``"cap"``
+    (reachable, but with more than ``max_seeds`` runs)."""
+
     delta: float
-    seeds: int | None  # None: not reachable with max_seeds (or below the floor)
+    seeds: int | None
     floor: float  # smallest detectable effect with unlimited runs, at these test cases
     se_at_seeds: float
     cases: int
     sum_w2: float
+    df_at_seeds: float = math.nan
+    reason: str | None = None
+    max_seeds: int = 0
 
 
 def pilot_components(matrices: list[np.ndarray]) -> PilotComponents:
@@ -66,25 +81,40 @@ def pilot_components(matrices: list[np.ndarray]) -> PilotComponents:
                            min(y.shape[0] for y in matrices))
 
 
-def seeds_for_power(pilot: PilotComponents, delta: float, *, cases: int | None = None, sum_w2: float = 2.0,
-                    alpha: float = 0.05, power: float = 0.8, max_seeds: int = 1000) -> PowerResult:
-    """The smallest number of runs per configuration that detects ``delta`` (normal approximation)."""
+def _t_sum(alpha: float, power: float, df: float) -> float:
     from scipy import stats
 
+    return float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df))
+
+
+def power_se_df(pilot: PilotComponents, seeds: int, *, cases: int, sum_w2: float, arms: int) -> tuple[float, float]:
+    """``SE(S)`` and its Satterthwaite degrees of freedom for ``seeds`` runs per configuration (module
+    docstring); ``arms``: how many configurations the contrast spans."""
+    case_part = (pilot.interaction + sum_w2 * pilot.residual / seeds) / cases
+    run_part = sum_w2 * pilot.run / seeds
+    var = case_part + run_part
+    denom = case_part ** 2 / max(cases - 1, 1) + (run_part ** 2 / (arms * (seeds - 1)) if seeds > 1 else math.inf)
+    df = var ** 2 / denom if denom > 0 else math.inf
+    return math.sqrt(var), (df if math.isfinite(df) else 1e6)
+
+
+def seeds_for_power(pilot: PilotComponents, delta: float, *, cases: int | None = None, sum_w2: float = 2.0,
+                    arms: int = 2, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 1000) -> PowerResult:
+    """The smallest number of runs per configuration (at least 2: one run measures no run variance, and the
+    report claims nothing from it) that detects ``delta`` with the t test the report uses: t quantiles at the
+    Satterthwaite degrees of freedom of each candidate number of runs (module docstring)."""
     if not delta > 0:
         raise ValueError(f"delta = {delta} must be > 0")
     c = cases or pilot.cases
-    z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
-    per_run = sum_w2 * (pilot.run + pilot.residual / c)
-    floor_var = pilot.interaction / c
-    floor = z * math.sqrt(floor_var)
-    need = (delta / z) ** 2 - floor_var
-    if need <= 0:
-        return PowerResult(delta, None, floor, math.nan, c, sum_w2)
-    s = max(1, math.ceil(per_run / need - 1e-12))
-    if s > max_seeds:
-        return PowerResult(delta, None, floor, math.nan, c, sum_w2)
-    return PowerResult(delta, s, floor, math.sqrt(floor_var + per_run / s), c, sum_w2)
+    floor_se = math.sqrt(pilot.interaction / c)
+    floor = _t_sum(alpha, power, max(c - 1, 1)) * floor_se if floor_se > 0 else 0.0
+    if delta <= floor:
+        return PowerResult(delta, None, floor, math.nan, c, sum_w2, reason="floor", max_seeds=max_seeds)
+    for s in range(2, max_seeds + 1):
+        se, df = power_se_df(pilot, s, cases=c, sum_w2=sum_w2, arms=arms)
+        if _t_sum(alpha, power, df) * se <= delta:
+            return PowerResult(delta, s, floor, se, c, sum_w2, df, max_seeds=max_seeds)
+    return PowerResult(delta, None, floor, math.nan, c, sum_w2, reason="cap", max_seeds=max_seeds)
 
 
 def selection_variance(cells: pd.DataFrame) -> tuple[float, int] | None:
@@ -108,6 +138,15 @@ def selection_variance(cells: pd.DataFrame) -> tuple[float, int] | None:
             ss += float(((d - d.mean()) ** 2).sum())
             df += len(d) - 1
     return (ss / df, df) if df > 0 else None
+
+
+def ladder_floor(interaction: float, cases: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest effect a forward ladder's confirmation can detect with unlimited seeds (one-sided at
+    ``alpha``, ``sqrt(power)`` per stage, the quantiles' limit): at or below it :func:`seeds_for_ladder`'s None
+    means more test cases, above it only more seeds than its cap."""
+    from scipy import stats
+
+    return float(stats.norm.ppf(1 - alpha) + stats.norm.ppf(math.sqrt(power))) * math.sqrt(interaction / cases)
 
 
 def seeds_for_ladder(run: float, residual: float, interaction: float, cases: int, candidates: int, delta: float,

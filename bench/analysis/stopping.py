@@ -47,10 +47,14 @@ __all__ = ["Estimate", "Rules", "Decision", "contrast_estimate", "paired_run_est
            "decide_all", "case_values", "arm_matrices", "predicted_halfwidth"]
 
 
+#: a standard error at or below this is an estimated zero (round-off of equal differences), not a measurement
+SE_ZERO = 1e-12
+
+
 @dataclass(frozen=True)
 class Estimate:
-    """A contrast's estimate and standard error. ``se is None`` when run variance could not be measured
-    (an arm with one run); ``floor_se`` is the case-sampling part alone (what infinitely many seeds leave);
+    """A contrast's estimate and standard error. ``se is None`` when a variance could not be measured
+    (an arm with one run, or one test case; never taken as zero); ``floor_se`` is the case-sampling part alone (what infinitely many seeds leave);
     ``run_var`` each arm's between-run component (absent for an arm with one run), ``weights`` the contrast."""
 
     name: str
@@ -174,9 +178,10 @@ def contrast_estimate(table: pd.DataFrame | None, weights: dict[str, float], nam
     c = n_cases.pop()
     d = sum(w * arms[lab].mean(axis=0) for lab, w in weights.items())
     est = float(np.mean(d))
-    s_d2 = float(np.var(d, ddof=1)) if c > 1 else 0.0
+    # One test case: the case term is unknown, not zero (nothing is decided from it).
+    s_d2 = float(np.var(d, ddof=1)) if c > 1 else math.nan
     terms = [(s_d2 / c, max(1, c - 1))]
-    measured = True
+    measured = c > 1
     run_var: dict[str, float] = {}
     for lab, w in weights.items():
         s_r = arms[lab].shape[0]
@@ -187,7 +192,7 @@ def contrast_estimate(table: pd.DataFrame | None, weights: dict[str, float], nam
         terms.append((w * w * run_var[lab] / s_r, s_r - 1))
     var = sum(t for t, _ in terms)
     denom = sum(t * t / df for t, df in terms)
-    df = var * var / denom if denom > 0 else float("inf")
+    df = var * var / denom if denom > 0 else (float("inf") if measured else math.nan)
     return Estimate(name or _name(weights), est, math.sqrt(var) if measured else None, df,
                     math.sqrt(s_d2 / c), {lab: y.shape[0] for lab, y in arms.items()}, c, run_var, dict(weights))
 
@@ -237,8 +242,12 @@ def decide(est: Estimate, rules: Rules) -> Decision:
     others and for undecided comparisons)."""
     level = rules.level
     if est.se is None:
-        return Decision(est.name, "undecided", "one run in an arm: run-to-run variance not measured",
-                        est.estimate, None, None, level)
+        why = ("one test case: case-to-case variance not measured" if est.cases == 1
+               else "one run in an arm: run-to-run variance not measured")
+        return Decision(est.name, "undecided", why, est.estimate, None, None, level)
+    if not est.se > SE_ZERO:
+        return Decision(est.name, "undecided", "standard error estimated as 0 (every case and run gave the same "
+                        "difference): no spread to judge an interval by", est.estimate, None, None, level)
     q = _quantile(level, est.df)
     h = q * est.se
     lo, hi = est.estimate - h, est.estimate + h

@@ -39,14 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"bench.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command whose module is not written yet
-            if exc.name != f"bench.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+    for name in _COMMAND_MODULES:  # a missing module is a broken install: let the import error say so
+        importlib.import_module(f"bench.cli.{name}").register(sub)
     return parser
 
 

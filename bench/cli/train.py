@@ -259,6 +259,8 @@ def _predict(args: argparse.Namespace) -> int:
         bad = [c for c in ids if c not in known]
         if bad:
             raise SpecError(f"--cases: unknown case ID(s) {', '.join(bad)}")
+    if args.regions:
+        import tricks  # noqa: F401 - the multitask trick registers the region head (bench.engine.heads)
     cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device, regions=args.regions)
     cfg = _inference_stack(args).inference_config(cfg)
     if args.overlap is not None:

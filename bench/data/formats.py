@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "MODALITIES", "REGIONS", "CLASS_LABELS", "HD95_PENALTY", "LabelConvention", "BRATS2019", "BRATS2023", "MSD",
     "CONVENTIONS", "FORMATS", "Case", "region_masks", "to_brats", "from_brats", "brats_to_classes",
-    "classes_to_brats", "brats_affine",
+    "classes_to_brats", "brats_affine", "CLASS_REGIONS",
 ]
 
 MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
@@ -52,6 +52,11 @@ BRATS2023 = LabelConvention(
 MSD = LabelConvention("msd", (0, 1, 2, 3), {"ET": (3,), "TC": (2, 3), "WT": (1, 2, 3)}, {0: 0, 1: 2, 2: 1, 3: 4})
 
 CONVENTIONS: dict[str, LabelConvention] = {c.name: c for c in (BRATS2019, BRATS2023, MSD)}
+#: region -> the engine's class indices (positions in CLASS_LABELS) of its BraTS 2019 labels:
+#: ET (3,), TC (1, 3), WT (1, 2, 3). Training targets, validation Dice and region decoding all read this.
+CLASS_REGIONS: dict[str, tuple[int, ...]] = {
+    r: tuple(CLASS_LABELS.index(lab) for lab in BRATS2019.regions[r]) for r in REGIONS
+}
 # Dataset layout name -> label convention. BraTS 2018-2021 share the 2019 layout and labels.
 FORMATS: dict[str, LabelConvention] = {"brats2019": BRATS2019, "brats2023": BRATS2023, "msd": MSD}
 

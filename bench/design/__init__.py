@@ -7,16 +7,13 @@ pure (no training, no stores); adaptive ones read :mod:`bench.analysis`.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from bench.design._base import CellRequest, Design, Results, RowRequest
 from bench.errors import SpecError
-
-if TYPE_CHECKING:
-    from bench.runner.spec import Spec
+from bench.spec.model import Spec
 
 __all__ = ["Design", "CellRequest", "RowRequest", "Results", "register", "get_design", "design_class",
-           "list_designs"]
+           "list_designs", "design_classes", "traits", "design_for", "is_adaptive"]
 
 #: modules that register a design when imported (one file each)
 _MODULES: tuple[str, ...] = ("full", "ladder", "list", "optuna", "fractional", "forward")
@@ -42,6 +39,19 @@ def list_designs() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def design_classes() -> list[type[Design]]:
+    """The registered design classes, in registration order."""
+    _load()
+    return [*_REGISTRY.values()]  # not list(): the submodule bench.design.list shadows the builtin here
+
+
+def traits(name: str) -> type[Design]:
+    """The class of a stored experiment's design, for its class attributes; the base :class:`Design` (no
+    design-specific behaviour) for a name this version does not register."""
+    _load()
+    return _REGISTRY.get(name, Design)
+
+
 def design_class(name: str) -> type[Design]:
     _load()
     if name not in _REGISTRY:
@@ -52,3 +62,22 @@ def design_class(name: str) -> type[Design]:
 def get_design(spec: Spec) -> Design:
     """The design object of a validated spec."""
     return design_class(spec.design)(spec)
+
+
+def is_adaptive(spec: Spec) -> bool:
+    """True when the runner must take looks for this spec: ``[replication]``, or a design whose class says so
+    (a stored spec of a design this version does not register is not adaptive)."""
+    if spec.replication is not None:
+        return True
+    return traits(spec.design).adaptive
+
+
+def design_for(spec: Spec) -> Design:
+    """The design object the runner drives: the spec's registered design, wrapped in adaptive replication when
+    the spec has ``[replication]``."""
+    inner = design_class(spec.design)(spec)
+    if spec.replication is not None:
+        from bench.design.adaptive import Replication
+
+        return Replication(spec, inner)
+    return inner

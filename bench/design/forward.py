@@ -21,12 +21,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from scipy import stats
 
 from bench.analysis.power import seeds_for_ladder
-from bench.analysis.stopping import Estimate, case_values, contrast_estimate, paired_run_estimate
+from bench.analysis.stopping import SE_ZERO, Estimate, case_values, contrast_estimate, paired_run_estimate
 from bench.design import register
 from bench.design._base import CellRequest, Design, Results, RowRequest
+from bench.spec.checks import err
+from bench.spec.model import Spec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,23 +40,18 @@ ALPHA = 0.05
 
 
 def holm(pvalues: list[float]) -> list[float]:
-    """Holm step-down adjusted p-values (same order as given)."""
-    m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    adj = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adj[i] = running
-    return adj
+    """Holm step-down adjusted p-values (same order as given); an undefined (NaN) p stays NaN and is left out
+    of the family."""
+    from bench.analysis.tests import holm as holm_array
+
+    return [float(p) for p in holm_array(np.asarray(pvalues, dtype=float))]
 
 
 def one_sided_p(est: Estimate) -> float:
-    """P-value of ``effect <= 0`` against ``effect > 0`` (1.0 when the SE is unknown)."""
-    if est.se is None:
-        return 1.0
-    if est.se == 0:
-        return 0.0 if est.estimate > 0 else 1.0
+    """P-value of ``effect <= 0`` against ``effect > 0``: NaN (never significant) when the standard error is
+    unknown or estimated as 0, since a variance that could not be measured is not zero."""
+    if est.se is None or not est.se > SE_ZERO:
+        return math.nan
     t = est.estimate / est.se
     return float(stats.norm.sf(t) if not math.isfinite(est.df) else stats.t.sf(t, max(est.df, 1.0)))
 
@@ -95,6 +93,18 @@ class Confirmation:
 class Forward(Design):
     name = "forward"
     adaptive = True
+    confirms = True
+    replicable = False
+    fixed_rows = False
+    needs_validation = True
+
+    @classmethod
+    def check(cls, spec: Spec) -> None:
+        if not spec.factors:
+            raise err(spec.source, "design = 'forward' needs factors (the candidate tricks of the ladder)")
+        if spec.train.get("val_every", 0) < 1:
+            raise err(spec.source, "design = 'forward' needs train.val_every >= 1 (steps are selected on "
+                                   "validation Dice; test cases only confirm)")
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

@@ -17,14 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data.formats import REGIONS, classes_to_brats
+from bench.data.formats import CLASS_REGIONS, REGIONS, classes_to_brats
 from bench.engine.config import InferenceConfig, ModelConfig, from_dict
+from bench.engine.heads import OutputHead, get_head, head_for
 from bench.engine.model import build_model
 from bench.errors import CheckpointError
 
 __all__ = [
     "window_starts", "window_weights", "sliding_window", "predict_probabilities", "load_models", "predict_case",
-    "resolve_device", "autocast", "region_dice", "to_source_grid", "regions_to_classes",
+    "resolve_device", "autocast", "region_dice", "to_source_grid",
 ]
 
 
@@ -128,9 +129,6 @@ def sliding_window(predict_fn: Callable[[torch.Tensor], torch.Tensor], image: to
     return out
 
 
-N_REGIONS = 3  # sigmoid region outputs ET, WT, TC (tricks.multitask.REGION_ORDER), after the class channels
-
-
 def _channels_last(model: torch.nn.Module, device: torch.device) -> bool:
     """Channels-last 3D at inference: always on CUDA; on the CPU where it is faster (bench.engine.cpu)."""
     if device.type == "cuda":
@@ -141,27 +139,15 @@ def _channels_last(model: torch.nn.Module, device: torch.device) -> bool:
 
 
 def _model_fn(model: torch.nn.Module, device: torch.device, amp: bool, channels_last: bool, n_classes: int,
-              regions: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+              head: OutputHead) -> Callable[[torch.Tensor], torch.Tensor]:
     def fn(x: torch.Tensor) -> torch.Tensor:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with autocast(device, amp):
             logits = model(x)
-        if regions:
-            return torch.sigmoid(logits[:, n_classes:n_classes + N_REGIONS].float())
-        return torch.softmax(logits[:, :n_classes].float(), 1)  # extra outputs (multitask maps) are dropped
+        return head.probabilities(logits, n_classes)
 
     return fn
-
-
-def regions_to_classes(regions: torch.Tensor) -> torch.Tensor:
-    """Region probabilities ``(3, ...)`` in the order ET, WT, TC -> uint8 class indices (0 BG, 1 NCR/NET,
-    2 ED, 3 ET): WT > 0.5 is oedema, TC > 0.5 core, ET > 0.5 enhancing tumour, each overwriting the last."""
-    out = torch.zeros(regions.shape[1:], dtype=torch.uint8, device=regions.device)
-    out[regions[1] > 0.5] = 2
-    out[regions[2] > 0.5] = 1
-    out[regions[0] > 0.5] = 3
-    return out
 
 
 @torch.no_grad()
@@ -169,22 +155,17 @@ def predict_probabilities(models: Sequence[torch.nn.Module], image: np.ndarray |
                           cfg: InferenceConfig, device: torch.device) -> torch.Tensor:
     """Average class probabilities ``(n_classes, X, Y, Z)`` of ``models`` (with optional left-right mirror
     averaging) over the prepared volume ``image (C, X, Y, Z)``; on ``device``. With ``cfg.regions``: the
-    average sigmoid region probabilities ``(3, X, Y, Z)`` (ET, WT, TC) instead."""
+    probabilities of the region head that the multitask trick registers (bench.engine.heads) instead."""
     x = torch.from_numpy(np.array(image, dtype=np.float32)) if isinstance(image, np.ndarray) else image
     x = x.to(device, torch.float32)
     total: torch.Tensor | None = None
     n = 0
+    head = head_for(cfg)
     for model in models:
         n_classes = int(getattr(getattr(model, "cfg", None), "n_classes", 4))
-        n_out = n_classes
-        if cfg.regions:
-            if int(getattr(model, "extra_outputs", 0)) < N_REGIONS:
-                from bench.errors import SpecError
-
-                raise SpecError("inference.regions: the model has no sigmoid region outputs; train it with the "
-                                "multitask trick (regions = 'sigmoid') or predict from the classes")
-            n_out = N_REGIONS
-        fn = _model_fn(model, device, cfg.amp, _channels_last(model, device), n_classes, cfg.regions)
+        head.check(model)
+        n_out = head.channels(n_classes)
+        fn = _model_fn(model, device, cfg.amp, _channels_last(model, device), n_classes, head)
         views = [False, True] if cfg.mirror else [False]
         for flip in views:
             xi = torch.flip(x, dims=(1,)) if flip else x
@@ -243,13 +224,13 @@ def model_from_checkpoint(path: Path | str, ck: dict[str, Any]) -> torch.nn.Modu
 
 def to_source_grid(probs: torch.Tensor, meta: Any, *, regions: bool = False) -> np.ndarray:
     """Class probabilities on the working grid -> uint8 BraTS labels on the source grid: resample to the bounding
-    box's size (trilinear), argmax (``regions``: the region thresholds of :func:`regions_to_classes`), place
+    box's size (trilinear), argmax (``regions``: the labels of the region head, bench.engine.heads), place
     into a background volume of ``meta.source_shape``."""
     bbox = [tuple(int(v) for v in b) for b in meta.bbox]
     box_size = tuple(b - a for a, b in bbox)
     if tuple(probs.shape[1:]) != box_size:
         probs = F.interpolate(probs[None], size=box_size, mode="trilinear", align_corners=False)[0]
-    classes = (regions_to_classes(probs) if regions else probs.argmax(0).to(torch.uint8)).cpu().numpy()
+    classes = get_head("regions" if regions else "classes").labels(probs).cpu().numpy()
     out = np.zeros(tuple(int(s) for s in meta.source_shape), dtype=np.uint8)
     out[tuple(slice(a, b) for a, b in bbox)] = classes_to_brats(classes)
     return out
@@ -269,12 +250,10 @@ def predict_case(models: Sequence[torch.nn.Module], dataset: Any, case_id: str, 
 
 
 def region_dice(pred_classes: np.ndarray, gt_classes: np.ndarray) -> dict[str, float]:
-    """Dice of ET / TC / WT between two class-index maps (both empty -> 1, one empty -> 0)."""
-    out = {}
-    groups = {"ET": (3,), "TC": (1, 3), "WT": (1, 2, 3)}
-    for region in REGIONS:
-        p = np.isin(pred_classes, groups[region])
-        g = np.isin(gt_classes, groups[region])
-        sp, sg = int(p.sum()), int(g.sum())
-        out[region] = 1.0 if sp + sg == 0 else 2.0 * int(np.logical_and(p, g).sum()) / (sp + sg)
-    return out
+    """Dice of ET / TC / WT between two class-index maps, with the evaluation's Dice
+    (:func:`bench.evaluation.metrics.dice`: both empty -> 1, one empty -> 0) on the regions of
+    :data:`bench.data.formats.CLASS_REGIONS`."""
+    from bench.evaluation.metrics import dice
+
+    return {r: dice(np.isin(pred_classes, CLASS_REGIONS[r]), np.isin(gt_classes, CLASS_REGIONS[r]))
+            for r in REGIONS}

@@ -2,8 +2,11 @@
 BraTS 2023 lesion-wise definition (``lesionwise``, with DeepMind-style robust HD95 in ``surface``);
 `bench evaluate`.
 
-``metrics``, ``surface`` and ``lesionwise`` import numpy and scipy only; ``evaluate`` (folder evaluation)
-adds nibabel through the readers.
+Each year's definition is a rule set in ``rules`` (2017, 2023, 2024, 2025; ``rules.get_rules(year)``), scored
+on folders by ``evaluate_rules`` and per run case by ``per_case``.
+
+``metrics``, ``surface``, ``lesionwise`` and ``rules`` import numpy and scipy only; ``evaluate`` (folder
+evaluation) adds nibabel through the readers.
 """
 
 from bench.evaluation.metrics import (

@@ -92,6 +92,7 @@ class FolderResult:
     matching: Matching
     format: str
     lesions: list[LesionRow] = field(default_factory=list)  # with a cohort only, in the order of ``rows``
+    missing: list[str] = field(default_factory=list)  # cases without a prediction, scored as empty predictions
 
 
 # ------------------------------------------------------------------------------------------------ matching
@@ -167,30 +168,39 @@ def case_rows(case_id: str, metrics: Mapping[str, RegionMetrics]) -> list[CaseRo
     ]
 
 
-def evaluate_pair(pred_path: Path, case_files: CaseFiles) -> list[CaseRow]:
-    """Score one prediction file against its reference case (a ``readers.CaseFiles``): one row per region.
+def evaluate_pair(pred_path: Path | None, case_files: CaseFiles) -> list[CaseRow]:
+    """Score one prediction file against its reference case (a ``readers.CaseFiles``): one row per region;
+    ``pred_path`` None scores an empty prediction (a case without one, as the official evaluators do).
 
-    Raises DataError when a file is unreadable, holds foreign labels, or the shapes differ.
+    Raises DataError when a file is unreadable, holds foreign labels, or the geometry differs.
     """
     pred, gt, spacing = _read_pair(pred_path, case_files)
     return case_rows(case_files.case_id, evaluate_case(pred, gt, spacing, BRATS2019))
 
 
-def _read_pair(pred_path: Path, case_files: CaseFiles) -> tuple[Any, Any, Any]:
-    """(prediction, reference, spacing) in BraTS 2019 labels on the reference grid; DataError on a mismatch."""
-    gt, _, spacing = read_label(case_files)
-    raw, _, _ = load_nifti(pred_path)
+def _read_pair(pred_path: Path | None, case_files: CaseFiles) -> tuple[Any, Any, Any]:
+    """(prediction, reference, spacing) in BraTS 2019 labels on the reference grid (an empty prediction when
+    ``pred_path`` is None); DataError on a mismatch of shape or affine."""
+    gt, g_affine, spacing = read_label(case_files)
+    if pred_path is None:
+        return np.zeros_like(gt), gt, spacing
+    raw, p_affine, _ = load_nifti(pred_path)
     if raw.shape != gt.shape:
         raise DataError(
             f"{pred_path}: prediction shape {tuple(raw.shape)} differs from the reference "
             f"{Path(str(case_files.seg)).name} shape {tuple(gt.shape)}; predictions must be on the source "
             "grid"
         )
+    if not np.allclose(p_affine, g_affine, atol=1e-4):
+        raise DataError(
+            f"{pred_path}: prediction affine differs from the reference {Path(str(case_files.seg)).name}'s; "
+            "predictions must be on the source grid (same voxel size, origin and orientation)"
+        )
     return _prediction_labels(pred_path, raw, case_files.format), gt, spacing
 
 
 def evaluate_pair_lesionwise(
-    pred_path: Path, case_files: CaseFiles, cohort: str | Cohort
+    pred_path: Path | None, case_files: CaseFiles, cohort: str | Cohort
 ) -> tuple[list[CaseRow], list[LesionRow]]:
     """:func:`evaluate_pair` plus the BraTS 2023 lesion-wise values of ``cohort`` (files read once)."""
     pred, gt, spacing = _read_pair(pred_path, case_files)
@@ -199,7 +209,7 @@ def evaluate_pair_lesionwise(
     return rows, [LesionRow(case_files.case_id, r, m) for r, m in lesions.items()]
 
 
-def _evaluate_job(job: tuple[Path, CaseFiles, Cohort | None]) -> tuple[list[CaseRow], list[LesionRow]]:
+def _evaluate_job(job: tuple[Path | None, CaseFiles, Cohort | None]) -> tuple[list[CaseRow], list[LesionRow]]:
     pred_path, case_files, cohort = job
     if cohort is None:
         return evaluate_pair(pred_path, case_files), []
@@ -220,7 +230,8 @@ def evaluate_folder(
     on_matched: Callable[[Matching], None] | None = None,
     cohort: str | Cohort | None = None,
 ) -> FolderResult:
-    """Evaluate every prediction of ``pred_dir`` that has a labeled case in ``gt_dir``.
+    """Evaluate every prediction of ``pred_dir`` that has a labeled case in ``gt_dir``, and every labeled case
+    without a prediction as an empty prediction (as the official evaluators score a missing submission).
 
     Cases run in a process pool of ``jobs`` workers (default ``min(2, cpu count)``; 1 runs in-process) with a
     tqdm bar on stderr. ``on_matched`` is called with the matching before scoring starts (to report
@@ -237,12 +248,17 @@ def evaluate_folder(
         raise DataError(f"--jobs {jobs}: expected a whole number >= 1")
     from bench.bars import progress_bar
 
-    bar = progress_bar(total=len(matching.pairs), desc="evaluating", unit="case", disable=not progress)
+    bar = progress_bar(total=len(matching.pairs) + len(matching.cases_without_prediction), desc="evaluating",
+                       unit="case", disable=not progress)
     rows: list[CaseRow] = []
     lesions: list[LesionRow] = []
-    jobs_in = [(pred, cf, lesion_cohort) for pred, cf in matching.pairs]
+    jobs_in: list[tuple[Path | None, CaseFiles, Cohort | None]] = [
+        (pred, cf, lesion_cohort) for pred, cf in matching.pairs]
+    if matching.cases_without_prediction:
+        by_id = {cf.case_id: cf for cf in list_cases(gt_dir, fmt) if cf.seg is not None}
+        jobs_in += [(None, by_id[cid], lesion_cohort) for cid in matching.cases_without_prediction]
     try:
-        if jobs == 1 or len(matching.pairs) == 1:
+        if jobs == 1 or len(jobs_in) == 1:
             for job in jobs_in:
                 got = _evaluate_job(job)
                 rows.extend(got[0])
@@ -257,7 +273,7 @@ def evaluate_folder(
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             if ctx.get_start_method() == "forkserver":
                 ctx.set_forkserver_preload([__name__])  # import once in the server, not in every worker
-            with ProcessPoolExecutor(max_workers=min(jobs, len(matching.pairs)), mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_in)), mp_context=ctx) as pool:
                 futures = [pool.submit(_evaluate_job, job) for job in jobs_in]
                 try:
                     for fut in as_completed(futures):
@@ -274,7 +290,7 @@ def evaluate_folder(
     order = {r: i for i, r in enumerate(REGIONS)}
     rows.sort(key=lambda row: (row.case_id, order.get(row.region, len(order))))
     lesions.sort(key=lambda row: (row.case_id, order.get(row.region, len(order))))
-    return FolderResult(rows, matching, fmt, lesions)
+    return FolderResult(rows, matching, fmt, lesions, list(matching.cases_without_prediction))
 
 
 # ------------------------------------------------------------------------------------------------ CSV

@@ -59,7 +59,7 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
             [[s] + [text.fmt(float(a.table2.loc[s, metric_name(m)])) for m in METRICS] for s in TABLE2_STATS],
         ),
         "<h2>Statistics</h2>",
-        _table(
+        f"<p><b>Confidence intervals.</b> {esc(why)}.</p>" if (why := text.interval_note(a)) is not None else _table(
             f"{100 * a.level:g}% case-bootstrap intervals ({a.n_boot} resamples, seed {a.seed}; test-case sampling "
             "only, run-to-run variance not included)",
             ["Method"] + _METRIC_HEAD,

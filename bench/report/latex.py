@@ -194,6 +194,8 @@ def stats_tables(a: Analysis) -> str:
         lines.append(_label(label) + " & " + " & ".join(cells) + r" \\")
     lines += _end_table(n, closing, None)
     out = "\n".join(lines) + "\n\n"
+    if (why := text.interval_note(a)) is not None:
+        out = rf"\paragraph{{Confidence intervals.}} {escape(why)}." + "\n\n"
     families = [("baseline", a.p_baseline, f"the baseline {escape(a.labels[a.baseline_index])}")]
     if a.is_ladder:
         families.append(("previous", a.p_previous, "the previous row"))

@@ -65,6 +65,8 @@ def stats_tables(a: Analysis) -> str:
         f"**Confidence intervals.** {lvl} case-bootstrap intervals of the Table 1 means ({a.n_boot} resamples, "
         f"seed {a.seed}; test-case sampling only, run-to-run variance not included).\n\n{_table('Method', rows)}\n\n"
     )
+    if (why := text.interval_note(a)) is not None:
+        out = f"**Confidence intervals.** {why}.\n\n"
     families = [("the baseline " + _esc(a.labels[a.baseline_index]), a.p_baseline)]
     if a.is_ladder:
         families.append(("the previous row", a.p_previous))

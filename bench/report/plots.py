@@ -2,12 +2,14 @@
 
 - ``dice_boxplot``: per-region box plots of the per-case Dice of every configuration;
 - ``main_effects``: main effect of every trick with its bootstrap interval (full factorial designs);
-- ``learning_curves``: training loss and validation Dice per epoch, averaged over each configuration's cells.
+- ``learning_curves``: training loss and validation Dice per epoch, averaged over each configuration's cells;
+- ``plot_learning_curve``: one cell's curves (the PNG the MLflow mirror attaches to the cell's run).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pandas as pd
 from bench.report.tables import METRICS, REGIONS, Analysis, metric_name
 from bench.report.text import write_bytes_atomic
 
-__all__ = ["make_plots", "dice_boxplot", "main_effects", "learning_curves"]
+__all__ = ["make_plots", "dice_boxplot", "main_effects", "learning_curves", "plot_learning_curve"]
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
@@ -155,6 +157,36 @@ def learning_curves(a: Analysis, curves: pd.DataFrame, out_dir: Path) -> list[Pa
     fig.suptitle(f"{a.experiment}: learning curves")
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.84, wspace=0.18)
     return _save(fig, out_dir, "learning_curves")
+
+
+def plot_learning_curve(series: Mapping[str, tuple[Sequence[int], Sequence[float]]], out: Path, *,
+                        step_name: str = "iteration", title: str = "") -> Path:
+    """One cell's curves into a PNG: ``series`` maps a metric (``train_loss``, ``val_dice_et``...) to its
+    (steps, values); losses on the left, validation metrics on the right."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_dice = fig.subplots(1, 2)
+    for key in sorted(series):
+        xs, ys = series[key]
+        if key.startswith("train_loss") or key.endswith("loss"):
+            ax_loss.plot(xs, ys, label=key)
+        elif key.startswith("val_"):
+            ax_dice.plot(xs, ys, marker="o", markersize=3, label=key[4:])
+    ax_loss.set(title="training loss", xlabel=step_name)
+    ax_dice.set(title="validation", xlabel=step_name, ylim=(0, 1))
+    for ax in (ax_loss, ax_dice):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    # Fixed margins: tight_layout would draw the figure twice (0.4 s instead of 0.25 s of CPU per cell).
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.84, wspace=0.2)
+    fig.savefig(out)
+    return out
 
 
 CAPTIONS = {

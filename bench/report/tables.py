@@ -11,7 +11,12 @@ Conventions (also stated in the captions):
   configuration has two or more replicates.
 - Table 2, bootstrap intervals and tests use one value per case: the case's mean over replicates.
 - Tests: two-sided paired Wilcoxon signed-rank per case, Holm-corrected within each column and each
-  comparison family (against the baseline; against the previous row of a ladder).
+  comparison family (against the baseline; against the previous row of a ladder). They see test-case
+  sampling only and are shown as p-value tables.
+- Table 1 marks come from a different test: the difference of the two configurations' means with the
+  standard error of :func:`bench.analysis.effects.effect` (test cases + run-to-run variance), decided per row,
+  Holm-corrected within each column and family. A row is marked only when it and the row it is compared with
+  each have two or more runs (fold x seed).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import tests as stats
+from bench.analysis.marks import difference_p, run_case_matrices
+from bench.design import traits
 from bench.errors import StoreError
 
 __all__ = [
@@ -106,6 +113,9 @@ class Analysis:
     importances_note: str | None = None
     #: set when the tables show the BraTS 2023 lesion-wise Dice / HD95 instead of the whole-image values
     metric_note: str | None = None
+    #: Holm-adjusted p of the marks (test cases + runs, see the module docstring); NaN where a side has one run
+    p_marks_baseline: np.ndarray | None = None
+    p_marks_previous: np.ndarray | None = None
     refused: list[str] = field(default_factory=list)  # combinations the trick registry refused (not run)
     alpha: float = 0.05
     level: float = 0.95
@@ -126,8 +136,16 @@ class Analysis:
         return wilcoxon_can_reach(self.min_cases, self.alpha)
 
     @property
+    def intervals_reachable(self) -> bool:
+        """Whether a case-bootstrap interval on these cases can reach its level: it never leaves the range of
+        the case values, and that range misses the median with probability 2/2^n (the signed-rank rule)."""
+        from bench.analysis.tests import wilcoxon_can_reach
+
+        return wilcoxon_can_reach(self.min_cases, 1.0 - self.level)
+
+    @property
     def is_ladder(self) -> bool:
-        return self.design == "ladder"
+        return traits(self.design).stepwise
 
     def has_data(self, i: int) -> bool:
         return bool(self.n_cases[i] > 0)
@@ -148,12 +166,18 @@ class Analysis:
         """Whether some configuration has two or more runs (fold x seed), so run-to-run variance is measured."""
         return bool(np.max(self.n_replicates, initial=0) > 1)
 
+    @property
+    def single_run_rows(self) -> list[str]:
+        """Labels of the rows with results from one run only (never marked in Table 1)."""
+        return [lab for lab, n, c in zip(self.labels, self.n_replicates, self.n_cases) if c > 0 and n == 1]
+
     def significant(self, kind: str) -> np.ndarray:
-        """Table 1 marks. With one run per configuration nothing is marked: the paired tests then see test-case
-        sampling only, and a difference between single runs may be run-to-run noise."""
-        p = self.p_baseline if kind == "baseline" else self.p_previous
-        if not self.runs_measured:
-            return np.zeros(p.shape, dtype=bool)
+        """Table 1 marks, per row: the Holm-adjusted p of a test that includes run-to-run variance (test cases +
+        runs, :func:`bench.analysis.effects.effect`) is below alpha. A row where it or the row it is compared
+        with has one run has no such p (NaN) and is never marked."""
+        p = self.p_marks_baseline if kind == "baseline" else self.p_marks_previous
+        if p is None:
+            return np.zeros(self.mean.shape, dtype=bool)
         with np.errstate(invalid="ignore"):
             return np.nan_to_num(p, nan=1.0) < self.alpha
 
@@ -176,9 +200,13 @@ class Analysis:
                 row[f"{key}_ci_hi"] = self.ci_hi[i, j]
                 row[f"{key}_p_baseline"] = self.p_baseline_raw[i, j]
                 row[f"{key}_p_baseline_holm"] = self.p_baseline[i, j]
+                if self.p_marks_baseline is not None:
+                    row[f"{key}_p_mark_baseline_holm"] = self.p_marks_baseline[i, j]
                 if self.is_ladder:
                     row[f"{key}_p_previous"] = self.p_previous_raw[i, j]
                     row[f"{key}_p_previous_holm"] = self.p_previous[i, j]
+                    if self.p_marks_previous is not None:
+                        row[f"{key}_p_mark_previous_holm"] = self.p_marks_previous[i, j]
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -325,7 +353,7 @@ def analyse(
         if len(others):
             a, b = stats.paired_case_means(k, case_codes, n_cases_all, others, np.full(len(others), base_idx))
             p_b_raw[others, j] = stats.wilcoxon_rows(a - b)
-        if data.design == "ladder" and len(prev_pairs):
+        if traits(data.design).stepwise and len(prev_pairs):
             a, b = stats.paired_case_means(k, case_codes, n_cases_all, prev_pairs[:, 0], prev_pairs[:, 1])
             p_p_raw[prev_pairs[:, 0], j] = stats.wilcoxon_rows(a - b)
     p_b = np.column_stack([stats.holm(p_b_raw[:, j]) for j in range(len(METRICS))])
@@ -381,8 +409,27 @@ def analyse(
         seed=seed,
     )
     analysis.refused = refused
+    # Table 1 marks: a test with run-to-run variance, per row (module docstring).
+    mats = {m: run_case_matrices(key_mats[m], case_codes, rep_codes, n_cases_all, n_reps) for m in METRICS}
+    analysis.p_marks_baseline = _marks(mats, [(int(i), base_idx) for i in others], mean.shape)
+    if analysis.is_ladder:
+        analysis.p_marks_previous = _marks(mats, [(int(a), int(b)) for a, b in prev_pairs], mean.shape)
+    if not analysis.intervals_reachable:  # shown as a sentence saying why (report.text.interval_note)
+        analysis.ci_lo[:] = np.nan
+        analysis.ci_hi[:] = np.nan
     _factorial(analysis, data)
     return analysis
+
+
+def _marks(mats: dict[tuple[str, str], list[np.ndarray]], pairs: list[tuple[int, int]],
+           shape: tuple[int, ...]) -> np.ndarray:
+    """Holm-adjusted p (within each column) of each ``(row, compared with)`` pair's difference."""
+    out = np.full(shape, np.nan)
+    for j, m in enumerate(METRICS):
+        for i, b in pairs:
+            out[i, j] = difference_p(mats[m][i], mats[m][b])
+        out[:, j] = stats.holm(out[:, j])
+    return out
 
 
 def _table2(values: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
@@ -408,7 +455,7 @@ def _design_effects(a: Analysis, data: ReportData) -> tuple[list[Any], list[str]
     if not factors:
         a.effects_note = "no factors recorded: main effects need the toggles of every configuration"
         return None
-    if a.design == "full":
+    if traits(a.design).complete_grid:
         return factors, effect_specs(factors), None
     spec_text = data.record.get("spec")
     try:
@@ -429,7 +476,7 @@ def _factorial(a: Analysis, data: ReportData) -> None:
     complete two-level design, with intervals that include run variance when it is measured."""
     from bench.analysis.factorial import factorial_effects
 
-    if a.design not in ("full", "fractional"):
+    if traits(a.design).two_level is None:
         return
     found = _design_effects(a, data)
     if found is None:
@@ -438,7 +485,7 @@ def _factorial(a: Analysis, data: ReportData) -> None:
     a.design_info = info
     rows = [i for i in range(len(a.labels)) if a.has_data(i)]
     combos = {tuple(a.toggles[i].get(f, 0) for f in factors): i for i in rows}
-    if a.design == "full":
+    if traits(a.design).complete_grid:
         wanted = list(itertools.product((0, 1), repeat=len(factors)))
     else:
         wanted = [tuple(a.toggles[i].get(f, 0) for f in factors) for i in range(len(a.labels))]

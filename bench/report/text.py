@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.atomic import atomic_write_bytes
+from bench.design import traits
 from bench.report.tables import HD95_PENALTY, REGIONS, Analysis
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "effects_caption",
     "effect_cell",
     "wilcoxon_note",
+    "interval_note",
     "design_lines",
     "CASES_ONLY_TAG",
     "write_text_atomic",
@@ -101,10 +103,13 @@ def table1_caption(a: Analysis, m: Markup) -> str:
 
 def table1_footnote(a: Analysis, m: Markup) -> str:
     base = m.esc(a.labels[a.baseline_index])
-    text = (
-        f"{m.dagger} different from the baseline {base} (two-sided paired Wilcoxon signed-rank test per case, "
-        f"Holm-corrected within each column, {m.esc(f'p < {a.alpha:g}')})."
+    test = (
+        "the difference of the two means with a standard error that covers test-case sampling and run-to-run "
+        "variance (seed/fold): SE^2 = s_d^2/C + s_run,A^2/S_A + s_run,B^2/S_B, Student's t with Satterthwaite "
+        f"degrees of freedom, Holm-corrected within each column, {m.esc(f'p < {a.alpha:g}')}; a row is marked "
+        "only when it and the row it is compared with each have two or more runs"
     )
+    text = f"{m.dagger} different from the baseline {base} ({m.esc(test)})."
     if a.is_ladder:
         text += f" {m.ddagger} different from the previous row (same test and correction)."
     if not a.runs_measured:
@@ -112,6 +117,9 @@ def table1_footnote(a: Analysis, m: Markup) -> str:
             f"No row is marked: with one run (fold x seed) per configuration the run-to-run variance is not "
             f"measured, and the paired tests over {a.min_cases} test cases cover case sampling only."
         )
+    elif a.single_run_rows:
+        text += (f" Not marked whatever their values, one run only (run-to-run variance not measured): "
+                 f"{m.esc(', '.join(a.single_run_rows))}.")
     missing = [m.esc(a.labels[i]) for i in range(len(a.labels)) if not a.has_data(i)]
     if missing:
         text += f" n/a: no finished cell yet ({', '.join(missing)})."
@@ -140,7 +148,7 @@ def effects_caption(a: Analysis, m: Markup, kind: str) -> str:
             "Two-way interactions: mean where both tricks are on or both off minus mean where exactly one is on, "
             "halved: (y(on,on) - y(off,on) - y(on,off) + y(off,off)) / 2"
         )
-    design = "full factorial" if a.design == "full" else "fractional factorial"
+    design = traits(a.design).two_level or "factorial"
     eff = a.effects
     measured = eff is not None and bool(eff["run_measured"].all())
     if measured:
@@ -189,6 +197,22 @@ def wilcoxon_note(a: Analysis) -> str | None:
         f"Paired tests are not shown: with {n} test case{'s' if n != 1 else ''} the smallest two-sided p-value a "
         f"Wilcoxon signed-rank test can reach is 2/2^{n} = {wilcoxon_min_p(n):.3g}, so it cannot reach "
         f"p < {a.alpha:g} whatever the data (at least 6 cases are needed)"
+    )
+
+
+def interval_note(a: Analysis) -> str | None:
+    """With fewer than about 6 cases a case-bootstrap interval cannot reach its level: the sentence that
+    replaces the interval table (None when it can)."""
+    if a.intervals_reachable or a.min_cases == 0:
+        return None
+    from bench.analysis.tests import wilcoxon_min_p
+
+    n = a.min_cases
+    return (
+        f"Case-bootstrap intervals are not shown: a bootstrap interval of a mean never leaves the range of the "
+        f"{n} case value{'s' if n != 1 else ''}, and that range misses the median with probability 2/2^{n} = "
+        f"{wilcoxon_min_p(n):.3g}, so it cannot reach {100 * a.level:g}% whatever the data (at least 6 cases "
+        f"are needed)"
     )
 
 

@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from bench.design import design_class
 from bench.errors import BenchError, TrainingDiverged
 from bench.runner import locks, state
 from bench.runner.lease import Heartbeat
@@ -65,8 +66,7 @@ class CellExecution:
 
     def _execute(self, info: state.CellInfo, trial: Any, stop: threading.Event, hb: Heartbeat) -> Any:
         from bench.engine.api import predict
-        from bench.evaluation.lesionwise import lesion_columns
-        from bench.evaluation.metrics import evaluate_case
+        from bench.evaluation.per_case import case_rows
         from bench.runner.plan import training_plan
         from tricks import resolve
 
@@ -99,12 +99,8 @@ class CellExecution:
                 raise Interrupted()
             spacing = ds.meta(case_id).spacing
             reference = ds.source_label(case_id)
-            per_region = evaluate_case(labels, reference, spacing)
-            lesion = lesion_columns(labels, reference, spacing, spec.evaluation.lesionwise)  # {} when unset
-            for region, m in per_region.items():
-                metrics.append({"case_id": case_id, "region": region, "dice": float(m.dice), "hd95": float(m.hd95),
-                                "sensitivity": float(m.sensitivity), "specificity": float(m.specificity),
-                                "penalty": bool(m.penalty), **lesion.get(region, {})})
+            metrics.extend(case_rows(case_id, labels, reference, spacing, lesionwise=spec.evaluation.lesionwise,
+                                     rules=spec.evaluation.rules, cohort=spec.evaluation.cohort))
             self._status(state="evaluating", cell=info.label, cell_id=info.cell_id, case=n + 1, cases=len(cases))
         eval_seconds = time.time() - t_eval
         objective = objective_from_curve(own_curve, spec.objective)
@@ -178,7 +174,9 @@ class CellExecution:
                 if rows:
                     final[f"dice_{region.lower()}"] = sum(m["dice"] for m in rows) / len(rows)
                     final[f"hd95_{region.lower()}"] = sum(m["hd95"] for m in rows) / len(rows)
-            final.update(lesion_means(metrics))
+            from bench.evaluation.per_case import rule_means
+
+            final.update({**lesion_means(metrics), **rule_means(metrics)})
             if objective is not None:
                 final["objective"] = objective
             final["train_seconds"] = fields["train_seconds"]
@@ -241,7 +239,7 @@ def _conf_view(info: state.CellInfo) -> Any:
 
 
 def _progress_fn(worker: Any, info: state.CellInfo, trial: Any, stop: threading.Event, spec: Spec) -> Any:
-    search = spec.design == "optuna" and trial is not None and spec.optuna.pruner != "none"
+    search = design_class(spec.design).searches and trial is not None and spec.optuna.pruner != "none"
 
     class Progress:
         pruned: str | None = None

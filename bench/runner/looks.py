@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bench.design import CellRequest, Design, Results, design_class
+from bench.design import CellRequest, Design, Results, design_for, is_adaptive
 from bench.errors import SpecError
+from bench.runner.plan import configuration_for
+from bench.runner.state import new_configuration
 
 if TYPE_CHECKING:
     from bench.runner.spec import Spec
 
-__all__ = ["is_adaptive", "design_for", "record_initial", "take_look", "pending", "results", "decisions",
+__all__ = ["record_initial", "take_look", "pending", "results", "decisions",
            "status_lines"]
 
 log = logging.getLogger(__name__)
@@ -36,35 +38,7 @@ log = logging.getLogger(__name__)
 _FINISHED = ("done", "failed", "skipped", "pruned")
 
 
-def _registered_class(spec: Spec) -> type[Design] | None:
-    try:
-        return design_class(spec.design)
-    except SpecError:
-        return None
-
-
-def is_adaptive(spec: Spec) -> bool:
-    """True when the runner must take looks for this spec."""
-    if spec.replication is not None:
-        return True
-    cls = _registered_class(spec)
-    return bool(cls is not None and cls.adaptive)
-
-
-def design_for(spec: Spec) -> Design:
-    """The design object the runner drives: the spec's registered design, wrapped in adaptive replication when
-    the spec has ``[replication]``."""
-    inner = design_class(spec.design)(spec)
-    if spec.replication is not None:
-        from bench.design.adaptive import Replication
-
-        return Replication(spec, inner)
-    return inner
-
-
 def _configurations(spec: Spec, requests: list[CellRequest], start: int = 0) -> dict[str, Any]:
-    from bench.runner.plan import configuration_for
-
     out: dict[str, Any] = {}
     for r in requests:
         if r.row.label not in out:
@@ -203,7 +177,6 @@ def take_look(store: Any, spec: Spec, queue: Any, worker: str | None = None) -> 
 
 def _register(s: Any, spec: Spec, exp_id: int, requests: list[CellRequest]) -> list[list[Any]]:
     """Add the requested configurations and cells inside the look's transaction; returns [[cell_id, stage]]."""
-    from bench.runner.state import _new_configuration
     from bench.store.models import Cell, Configuration
 
     existing = {c.config_hash: c for c in s.scalars(select(Configuration)
@@ -214,7 +187,7 @@ def _register(s: Any, spec: Spec, exp_id: int, requests: list[CellRequest]) -> l
     for label, pc in confs.items():
         row = existing.get(pc.config_hash)
         if row is None:
-            row = _new_configuration(exp_id, pc)
+            row = new_configuration(exp_id, pc)
             row.position = n
             n += 1
             s.add(row)

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bench.design import design_for
 from bench.errors import BenchError, SpecError
 from bench.runner.spec import Spec
 
@@ -87,7 +88,6 @@ def plan(spec: Spec) -> Plan:
     configurations, keeping each cell's stage. For an adaptive design (``[replication]``, ``design =
     "forward"``) these are the cells of its first look; the runner adds the others look by look
     (:mod:`bench.runner.looks`)."""
-    from bench.runner.looks import design_for
 
     requests = design_for(spec).initial()
     by_row: dict[tuple[str, tuple[str, ...], str], PlannedConfiguration] = {}

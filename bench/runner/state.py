@@ -28,10 +28,12 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bench.design import design_class, traits
 from bench.errors import SpecError
 from bench.runner.plan import Plan, PlannedConfiguration
 from bench.store.models import (
     CaseMetric,
+    CaseValue,
     Cell,
     CellTraining,
     Configuration,
@@ -41,7 +43,7 @@ from bench.store.models import (
 from bench.store.session import ResultsStore
 
 __all__ = [
-    "worker_id", "register_experiment", "add_configuration", "requeue_failed", "claim_cell", "heartbeat_cell",
+    "worker_id", "register_experiment", "new_configuration", "add_configuration", "requeue_failed", "claim_cell", "heartbeat_cell",
     "finish_cell", "fail_cell", "release_cell",
     "CellInfo", "cell_info", "unfinished_cells", "is_stale",
     "claim_next_cell", "open_cells", "prune_cell", "skip_cell", "release_cells_of",
@@ -134,8 +136,7 @@ def check_extension(store: ResultsStore, spec: Any) -> None:
         if exp is None:
             return
         diffs = _same_core(exp.spec_toml, spec)
-        if exp.design != spec.design and not (exp.design in ("full", "ladder", "list", "fractional")
-                                              and spec.design in ("full", "ladder", "list", "fractional")):
+        if exp.design != spec.design and not (traits(exp.design).fixed_rows and traits(spec.design).fixed_rows):
             diffs.append(f"design: {exp.design!r} -> {spec.design!r}")
     if diffs:
         raise SpecError(
@@ -164,8 +165,7 @@ def register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tupl
 
 def _register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tuple[int, str]]:
     check_extension(store, spec)
-    baseline = spec.baseline_label if spec.design in ("ladder", "full") else (
-        spec.rows[0].label if spec.rows else None)
+    baseline = design_class(spec.design).baseline(spec)
     with store.session() as s:
         exp = s.scalar(select(Experiment).where(Experiment.name == spec.name))
         if exp is None:
@@ -188,7 +188,7 @@ def _register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tup
         for pc in plan.configurations:
             row = existing.get(pc.config_hash)
             if row is None:
-                row = _new_configuration(exp.id, pc)
+                row = new_configuration(exp.id, pc)
                 s.add(row)
                 s.flush()
             else:
@@ -212,7 +212,8 @@ def _register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tup
     return out
 
 
-def _new_configuration(experiment_id: int, pc: PlannedConfiguration) -> Configuration:
+def new_configuration(experiment_id: int, pc: PlannedConfiguration) -> Configuration:
+    """The database row of a planned configuration (not yet added to a session)."""
     return Configuration(experiment_id=experiment_id, label=pc.label, position=pc.position,
                          config_hash=pc.config_hash, tricks=list(pc.tricks), toggles=pc.toggles, params=pc.params,
                          refused=pc.refused)
@@ -228,7 +229,7 @@ def add_configuration(store: ResultsStore, experiment: str, pc: PlannedConfigura
                                                     Configuration.config_hash == pc.config_hash))
         if conf is None:
             n = len(s.scalars(select(Configuration.id).where(Configuration.experiment_id == exp.id)).all())
-            conf = _new_configuration(exp.id, pc)
+            conf = new_configuration(exp.id, pc)
             conf.position = n
             s.add(conf)
             s.flush()
@@ -338,6 +339,7 @@ def heartbeat_cell(store: ResultsStore, cell_id: int, worker: str) -> bool:
 
 LESION_KEYS = ("lesion_dice", "lesion_hd95", "legacy_dice", "legacy_hd95", "num_tp", "num_fp", "num_fn")
 _METRIC_KEYS = {"case_id", "region", "dice", "hd95", "sensitivity", "specificity", "penalty", *LESION_KEYS}
+RULE_VALUES_KEY = "rule_values"  # [(rules, cohort, region, metric, value), ...] of the row's case
 
 
 def finish_cell(store: ResultsStore, cell_id: int, worker: str, metrics: list[dict[str, Any]],
@@ -345,8 +347,12 @@ def finish_cell(store: ResultsStore, cell_id: int, worker: str, metrics: list[di
     """Store the per-case metrics and mark the cell done, in one transaction, if ``worker`` still holds it.
 
     Each metric dict holds case_id, region, dice, hd95, sensitivity, specificity, penalty and, when the spec
-    asks for lesion-wise evaluation, the ``LESION_KEYS`` (missing ones are stored as NULL).
+    asks for lesion-wise evaluation, the ``LESION_KEYS`` (missing ones are stored as NULL). A dict may carry
+    ``rule_values``, the case's values by a later year's rules (``bench.evaluation.per_case``), stored in
+    ``case_values`` (NaN as NULL).
     """
+    values = [(m["case_id"], v) for m in metrics for v in m.get(RULE_VALUES_KEY, ())]
+    metrics = [{k: v for k, v in m.items() if k != RULE_VALUES_KEY} for m in metrics]
     unknown = {k for m in metrics for k in m} - _METRIC_KEYS
     if unknown:
         raise ValueError(f"finish_cell: unknown metric keys {sorted(unknown)}")
@@ -359,8 +365,12 @@ def finish_cell(store: ResultsStore, cell_id: int, worker: str, metrics: list[di
         if res.rowcount != 1:  # type: ignore[attr-defined]
             return False
         s.execute(delete(CaseMetric).where(CaseMetric.cell_id == cell_id))
+        s.execute(delete(CaseValue).where(CaseValue.cell_id == cell_id))
         s.execute(delete(CellTraining).where(CellTraining.cell_id == cell_id))
         s.add_all(CaseMetric(cell_id=cell_id, **m) for m in metrics)
+        s.add_all(CaseValue(cell_id=cell_id, case_id=case, rules=rules, cohort=cohort, region=region, metric=metric,
+                            value=None if value != value else float(value))
+                  for case, (rules, cohort, region, metric, value) in values)
         s.add_all(CellTraining(cell_id=cell_id, training_key=k) for k in dict.fromkeys(training_keys))
     return True
 

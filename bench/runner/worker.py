@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.design import design_class
 from bench.runner import looks, state
 from bench.runner.cell import (
     CellExecution,
@@ -28,11 +29,12 @@ from bench.runner.cell import (
     reason_of,
 )
 from bench.runner.lease import Heartbeat, install_stop_signals, relay_stop, worker_identity
+from bench.runner.search import search_settings
 from bench.runner.spec import Spec, parse_spec
 from bench.runner.workspace import Workspace, ensure_dataset, git_commit, package_versions
 
 __all__ = ["WorkerOptions", "Workspace", "run_worker", "ensure_dataset", "CellOutcome", "objective_from_curve",
-           "package_versions", "git_commit", "search_settings", "Worker"]
+           "package_versions", "git_commit", "Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ class Worker(CellExecution):
         self.spec: Spec = parse_spec(rec.spec_toml, f"experiment {opts.experiment} (stored spec)", check_data=False)
         self.mlflow_parent = opts.parent_run_id or (rec.mlflow_parent_run_id or "")
         self.queue: Any = None
-        if self.spec.design == "optuna":
+        if design_class(self.spec.design).searches:
             from bench.runner.queue import WorkQueue, open_storage
 
             self.queue = WorkQueue(open_storage(opts.storage_url, opts.workspace.root), opts.experiment,
@@ -264,20 +266,6 @@ class Worker(CellExecution):
     def _lost(self, info: state.CellInfo) -> CellOutcome:
         log.warning("cell %s: lease lost to another worker; result discarded", info.cell_id)
         return CellOutcome(info.cell_id, info.label, info.fold, info.seed, "lost")
-
-
-def search_settings(spec: Spec) -> dict[str, Any]:
-    """Sampler and pruner of the queue's study: only a search design has them (grids are only enqueued)."""
-    if spec.design != "optuna":
-        return {}
-    import optuna
-
-    sampler = (optuna.samplers.TPESampler(seed=spec.optuna.seed) if spec.optuna.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=spec.optuna.seed))
-    pruner: Any = {"median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
-                   "hyperband": optuna.pruners.HyperbandPruner(),
-                   "none": optuna.pruners.NopPruner()}[spec.optuna.pruner]
-    return {"sampler": sampler, "pruner": pruner}
 
 
 def run_worker(opts: WorkerOptions, *, handle_signals: bool = False) -> list[CellOutcome]:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Base",
+    "CaseValue",
     "Experiment",
     "Configuration",
     "Cell",
@@ -146,6 +147,7 @@ class Cell(Base):
     experiment: Mapped[Experiment] = relationship(back_populates="cells")
     configuration: Mapped[Configuration] = relationship(back_populates="cells")
     metrics: Mapped[list[CaseMetric]] = relationship(back_populates="cell", cascade="all, delete-orphan")
+    values: Mapped[list[CaseValue]] = relationship(back_populates="cell", cascade="all, delete-orphan")
 
 
 class Training(Base):
@@ -208,6 +210,26 @@ class CaseMetric(Base):
     num_fn: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     cell: Mapped[Cell] = relationship(back_populates="metrics")
+
+
+class CaseValue(Base):
+    """One value of one test case by a later year's rules (spec ``[evaluation] rules``, e.g. 2025's
+    ``lesionwise_dsc_mean`` of region ``ET``); NULL stands for the official code's empty (NaN) value."""
+
+    __tablename__ = "case_values"
+    __table_args__ = (UniqueConstraint("cell_id", "case_id", "rules", "region", "metric",
+                                       name="uq_case_values_cell_case_rules_region_metric"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(String(200))
+    rules: Mapped[str] = mapped_column(String(8))
+    cohort: Mapped[str] = mapped_column(String(20))
+    region: Mapped[str] = mapped_column(String(10))
+    metric: Mapped[str] = mapped_column(String(40))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    cell: Mapped[Cell] = relationship(back_populates="values")
 
 
 class CurvePoint(Base):

@@ -19,7 +19,16 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from bench.errors import StoreError
-from bench.store.models import CaseMetric, Cell, CellTraining, Configuration, CurvePoint, Experiment, Training
+from bench.store.models import (
+    CaseMetric,
+    CaseValue,
+    Cell,
+    CellTraining,
+    Configuration,
+    CurvePoint,
+    Experiment,
+    Training,
+)
 from bench.store.session import ResultsStore, open_store
 
 __all__ = [
@@ -29,6 +38,7 @@ __all__ = [
     "configurations",
     "cells",
     "case_metrics",
+    "case_values",
     "curves",
     "trainings",
     "REGIONS",
@@ -218,6 +228,32 @@ def case_metrics(url: UrlLike, experiment: str, *, only_done: bool = True) -> pd
     df["penalty"] = df["penalty"].astype(bool)
     for col in ("dice", "hd95", "sensitivity", "specificity", *LESION_COLUMNS):
         df[col] = df[col].astype(float)  # counts too: NaN where not evaluated
+    return df
+
+
+def case_values(url: UrlLike, experiment: str, *, only_done: bool = True) -> pd.DataFrame:
+    """One row per (cell, test case, region, metric) of the values by a later year's rules (spec ``[evaluation]
+    rules``): cell_id, configuration_id, label, position, fold, seed, case_id, rules, cohort, region, metric,
+    value (NaN where the official code leaves the value empty). Empty for experiments without them."""
+    store = _store(url)
+    eid = _experiment_id(store, experiment)
+    stmt = (
+        select(CaseValue.cell_id, Cell.configuration_id, Configuration.label, Configuration.position, Cell.fold,
+               Cell.seed, CaseValue.case_id, CaseValue.rules, CaseValue.cohort, CaseValue.region,
+               CaseValue.metric, CaseValue.value)
+        .join(Cell, CaseValue.cell_id == Cell.id)
+        .join(Configuration, Cell.configuration_id == Configuration.id)
+        .where(Cell.experiment_id == eid)
+        .order_by(Configuration.position, Cell.fold, Cell.seed, CaseValue.case_id, CaseValue.region,
+                  CaseValue.metric)
+    )
+    if only_done:
+        stmt = stmt.where(Cell.state == "done")
+    with store.session() as s:
+        rows = [tuple(r) for r in s.execute(stmt).all()]
+    df = pd.DataFrame(rows, columns=["cell_id", "configuration_id", "label", "position", "fold", "seed",
+                                     "case_id", "rules", "cohort", "region", "metric", "value"])
+    df["value"] = df["value"].astype(float)
     return df
 
 

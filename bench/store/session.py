@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.errors import StoreError
+from bench.redact import redact_url
 
 __all__ = ["ResultsStore", "open_store", "redact_url", "normalize_url", "upgrade", "MIGRATIONS_DIR",
            "VERSION_TABLE"]
@@ -38,19 +38,6 @@ _PG_LOCK_ID = 0x62656E6368  # "bench": advisory lock held while migrating a Post
 
 _cache_lock = threading.Lock()
 _engines: dict[tuple[str, int], Engine] = {}
-
-
-def redact_url(url: object) -> str:
-    """The URL as text with any password replaced by ``***`` (safe for logs, MLflow and reports)."""
-    s = str(url)
-    try:
-        u = make_url(s)
-    except (ArgumentError, ValueError):
-        # Not a SQLAlchemy URL (a file path, an http URL...): hide anything between ':' and '@' after '//'.
-        return re.sub(r"(//[^/:@]*):[^@/]*@", r"\1:***@", s)
-    if u.password is None:
-        return s
-    return u.render_as_string(hide_password=True)
 
 
 def normalize_url(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Fill a results database with known numbers through the ORM (for tests, the benchmark and demos).
+"""Fill a results database with known numbers through the ORM (for tests and benchmarks/bench_report.py).
 
 ``fill_results(url, name, design, rows, ...)`` writes one experiment whose per-case metrics come from a
 function of (configuration index, fold, seed, case index, region), so a test knows every number the report
