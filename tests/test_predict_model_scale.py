@@ -182,3 +182,12 @@ def test_predict_applies_post_processing_tricks(coarse, synth_raw: Path, run_cli
         assert n <= 1 and np.array_equal(b[name][b[name] > 0], a[name][b[name] > 0])
     bad = run_cli("predict", *common, "--out", tmp_path / "x", "--tricks", "warmup")
     assert bad.code == 2 and "--tricks warmup: a training trick" in bad.err
+
+
+def test_older_checkpoint_on_a_cache_says_it_cannot_check(coarse, run_cli, tmp_path: Path) -> None:
+    ckpt, cache = coarse
+    old = _variant(ckpt, tmp_path / "old.pt", None, drop=True)
+    r = run_cli("predict", "--model", old, "--data", _cache_dir(cache, 2.0), "--out", tmp_path / "p",
+                "--cases", "test")
+    assert r.code == 0, r.err
+    assert "cannot be checked" in r.err and "a raw --data folder" not in r.err

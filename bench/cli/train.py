@@ -94,7 +94,7 @@ def open_dataset(path: str, *, spacing: float | None, cache: str | None, progres
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"--data {path}: not a folder")
-    if (root / "dataset.json").is_file() and (root / "splits.json").is_file():
+    if _is_cache(path):
         return PreparedDataset.open(root)
     report = check_dataset(root)
     if not report.ok:
@@ -212,12 +212,20 @@ def _inference_stack(args: argparse.Namespace) -> Any:
     return stack
 
 
+def _is_cache(path: str) -> bool:
+    return (Path(path) / "dataset.json").is_file() and (Path(path) / "splits.json").is_file()
+
+
 def _model_preparation(record: dict[str, Any] | None, args: argparse.Namespace) -> dict[str, Any]:
     """How a raw --data folder is prepared for the model: its recorded spacing and normalisation. A checkpoint
     saved before bench recorded them falls back to --spacing (default: the source grid) and min-max, said in
     one line, because refusing would strand every older model while a silent guess was the old bug."""
     from bench.errors import SpecError
 
+    if record is None and _is_cache(args.data):
+        print(f"bench: {args.model} records no preprocessing (saved by an older bench): whether --data was "
+              "prepared like its training data cannot be checked", file=sys.stderr)
+        return {"spacing": args.spacing, "normalization": "minmax"}
     if record is None:
         where = f"--spacing {args.spacing:g} mm" if args.spacing is not None else "the source grid (no --spacing)"
         print(f"bench: {args.model} records no preprocessing (saved by an older bench): a raw --data folder is "
