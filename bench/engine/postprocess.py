@@ -119,13 +119,12 @@ def apply_postprocess(labels: np.ndarray, steps: Sequence[Any], spacing: Sequenc
 
 
 def mean_region_dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Mean Dice of ET, TC and WT between two BraTS label maps (both empty: 1, one empty: 0)."""
-    out = []
-    for labels in ((4,), (1, 4), (1, 2, 4)):
-        p, g = np.isin(pred, labels), np.isin(ref, labels)
-        sp, sg = int(p.sum()), int(g.sum())
-        out.append(1.0 if sp + sg == 0 else 2.0 * int(np.logical_and(p, g).sum()) / (sp + sg))
-    return float(np.mean(out))
+    """Mean Dice of ET, TC and WT between two BraTS-2019 label maps, with the evaluation's Dice
+    (:func:`bench.evaluation.metrics.dice`: both empty -> 1, one empty -> 0)."""
+    from bench.evaluation.metrics import dice
+
+    return float(np.mean([dice(np.isin(pred, labels), np.isin(ref, labels))
+                          for labels in ((4,), (1, 4), (1, 2, 4))]))
 
 
 def choose_steps(steps: Sequence[Any], cases: Sequence[tuple[np.ndarray, np.ndarray, Sequence[float]]]
