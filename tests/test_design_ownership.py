@@ -77,9 +77,9 @@ def test_a_new_design_is_one_class(monkeypatch, tmp_path):
     """A design registered from outside bench's files is parsed, checked, planned and described with no
     edit elsewhere: every rule the runner and ``bench plan`` need comes from its class."""
     import bench.design as designs
-    from bench.cli.plan import plan_summary
     from bench.design import CellRequest, Design, RowRequest
     from bench.errors import SpecError
+    from bench.runner.planning import plan_summary
     from bench.runner.spec import parse_spec
 
     class EachAlone(Design):
