@@ -169,3 +169,23 @@ def test_msd_folder_as_unlabeled_source(prepared, synth_raw: Path, tmp_path: Pat
     for cid in manifest["cases"]:
         lab = np.load(tmp_path / "t" / "round0" / "pseudo" / f"{cid}.npy")
         assert lab.dtype == np.uint8 and lab.shape == uds.load(cid).image.shape[1:] and lab.max() <= 3
+
+
+def test_unlabeled_folder_prepared_on_the_coarse_grid_of_the_labeled_data(synth_raw: Path, tmp_path: Path) -> None:
+    """Pseudo-labels are made at the students' scale: a 2 mm labeled dataset gets a 2 mm unlabeled cache."""
+    from bench.data.prepare import prepare
+
+    coarse = prepare(synth_raw, tmp_path / "cache", spacing=2.0, folds=3, progress=False)
+    folder = synth_raw / "unlabeled"
+    stack = resolve(["semi_supervised"], {"semi_supervised": {"unlabeled": str(folder), "views": 2, "rounds": 1,
+                                                              "eps": 0.0}})
+    cfg = TrainConfig(iterations=2, epoch_length=2, patch=8, batch=2, num_workers=0, device="cpu", val_every=0)
+    ctx = TrainContext(coarse, tmp_path / "t", ModelConfig(width=4, depth=2), cfg,
+                       stack.build(baseline_recipe(cfg)), stack)
+    ctx.recipe.procedure(ctx)
+    uds = prepare(folder, tmp_path / "cache", spacing=2.0, progress=False)
+    assert uds.preprocessing == coarse.preprocessing and uds.preprocessing["spacing"] == 2.0
+    for cid in ("BRATS_U001", "BRATS_U002"):
+        lab = np.load(tmp_path / "t" / "round0" / "pseudo" / f"{cid}.npy")
+        assert lab.shape == uds.load(cid).image.shape[1:]
+        assert lab.shape[0] < uds.meta(cid).crop_shape[0]  # the 2 mm grid, not the 1 mm source

@@ -86,5 +86,6 @@ def test_every_trick_declares_its_nnunet_form_or_none():
 
     f = forms()
     assert set(f) == {t.name for t in tricks.list_tricks()}
-    assert {n for n, v in f.items() if v is None} == {"dense_blocks", "random_patch_size", "semi_supervised"}
+    assert {n for n, v in f.items() if v is None} == {"dense_blocks", "random_patch_size", "semi_supervised",
+                                                      "et_to_necrosis", "drop_stray_components"}
     assert all(isinstance(v, str) and v and "\n" not in v for v in f.values() if v is not None)

@@ -29,6 +29,9 @@ _MODULES: tuple[str, ...] = (
     "patch_fusion",
     "model_fusion",
     "semi_supervised",
+    # BraTS post-processing (not in the paper)
+    "drop_stray_components",
+    "et_to_necrosis",
 )
 
 for _name in _MODULES:

@@ -148,13 +148,16 @@ class Stack:
         return list(self.build().model_set(fold, n_folds))
 
     def inference_config(self, base: Any = None) -> Any:
-        """``base`` (an InferenceConfig) with the inference tricks' window fusion applied."""
+        """``base`` (an InferenceConfig) with the inference tricks' window fusion and post-processing applied."""
         from bench.engine.config import InferenceConfig
 
         cfg = base if base is not None else InferenceConfig()
-        fusion = self.build().window_fusion
+        recipe = self.build()
+        fusion = recipe.window_fusion
         if fusion is not None:
             cfg = dataclasses.replace(cfg, overlap=fusion.overlap, weights=fusion.weights)
+        if recipe.postprocess:
+            cfg = dataclasses.replace(cfg, postprocess=tuple(cfg.postprocess) + tuple(recipe.postprocess))
         return cfg
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

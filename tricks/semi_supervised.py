@@ -197,15 +197,19 @@ def _unlabeled_source(ctx: TrainContext, unlabeled: str) -> tuple[Any, list[str]
         )
     from bench.data.prepare import prepare
 
-    params = dict(getattr(ctx.dataset, "params", {}) or {})  # same preprocessing as the labeled dataset
+    # the labeled dataset's preprocessing (the students are trained on it and predict the pseudo-labels)
+    record = getattr(ctx.dataset, "preprocessing", None) or dict(getattr(ctx.dataset, "params", {}) or {})
     root = getattr(ctx.dataset, "root", None)
     uds = prepare(
         folder,
         Path(root).parent if root is not None else None,
-        spacing=params.get("spacing"),
-        normalization=params.get("normalization", "minmax"),
+        spacing=record.get("spacing"),
+        normalization=record.get("normalization", "minmax"),
         progress=False,
     )
+    from bench.engine.checkpoint import check_preprocessing
+
+    check_preprocessing(getattr(ctx.dataset, "preprocessing", None), uds, f"semi_supervised.unlabeled {folder}")
     ids = list(uds.unlabeled_ids) or [c for c in uds.case_ids if uds.load(c).label is None]
     if not ids:
         raise TrickError(f"semi_supervised.unlabeled: no unlabeled cases found in {folder}")

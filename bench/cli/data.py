@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="volume size (default 240,240,155, the real BraTS geometry)")
     p.add_argument("--format", choices=_FORMATS, default="brats2019", help="layout (default brats2019)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--traps", action="store_true",
+                   help="add the post-processing traps: faint spurious enhancement in low-grade cases, bright "
+                        "non-tumour FLAIR spots far from the lesion (the rest of each case unchanged)")
     p.set_defaults(handler=_synth)
 
     p = sub.add_parser(
@@ -105,7 +108,7 @@ def _synth(args: argparse.Namespace) -> int:
     from bench.data.synth import synthesize
 
     ids = synthesize(args.out, cases=args.cases, unlabeled=args.unlabeled, shape=args.shape, fmt=args.format,
-                     seed=args.seed, progress=True)
+                     seed=args.seed, progress=True, traps=args.traps)
     extra = f" + {args.unlabeled} unlabeled in {args.out}/unlabeled" if args.unlabeled else ""
     print(f"wrote {len(ids)} {args.format} cases of {'x'.join(map(str, args.shape))} to {args.out}{extra}")
     return 0

@@ -56,7 +56,13 @@ def register(subparsers: Any) -> None:
     q.add_argument("--mirror", action="store_true", help="average with the left-right mirrored prediction")
     q.add_argument("--regions", action="store_true",
                    help="predict from the sigmoid ET/WT/TC outputs of a multitask model (nnU-Net's way)")
-    q.add_argument("--spacing", type=float, default=None, help="working grid spacing (default: the model's)")
+    q.add_argument("--tricks", default="",
+                   help="inference tricks, comma-separated: patch_fusion, et_to_necrosis, drop_stray_components")
+    q.add_argument("--set", dest="sets", action="append", default=[], metavar="TRICK.PARAM=VALUE",
+                   help="a parameter of those tricks, e.g. et_to_necrosis.min_volume=300 (repeatable)")
+    q.add_argument("--spacing", type=float, default=None,
+                   help="working grid spacing in mm: the model's, always (only for a checkpoint of an older bench "
+                        "that does not record it)")
     q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     q.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
     _split_options(q)
@@ -74,7 +80,7 @@ def _split_options(p: Any) -> None:
 
 
 def open_dataset(path: str, *, spacing: float | None, cache: str | None, progress: bool = True,
-                 args: argparse.Namespace | None = None) -> Any:
+                 args: argparse.Namespace | None = None, normalization: str = "minmax") -> Any:
     """A prepared cache folder is opened as is; a raw dataset folder is checked, then prepared (cached).
 
     ``args`` carries the split options (--folds, --test-fraction, --split-seed, --test-ids, --splits). Without
@@ -88,7 +94,7 @@ def open_dataset(path: str, *, spacing: float | None, cache: str | None, progres
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"--data {path}: not a folder")
-    if (root / "dataset.json").is_file() and (root / "splits.json").is_file():
+    if _is_cache(path):
         return PreparedDataset.open(root)
     report = check_dataset(root)
     if not report.ok:
@@ -101,7 +107,7 @@ def open_dataset(path: str, *, spacing: float | None, cache: str | None, progres
         "test_fraction": getattr(args, "test_fraction", 0.2), "split_seed": getattr(args, "split_seed", 0),
         "test_ids": getattr(args, "test_ids", None), "splits": getattr(args, "splits", None),
     }
-    ds = prepare(root, cache, spacing=spacing, progress=progress, **split)
+    ds = prepare(root, cache, spacing=spacing, normalization=normalization, progress=progress, **split)
     if folds is None and split["splits"] is None and ds.n_folds < 5:
         what = "no validation split" if ds.n_folds == 1 else "folds 0.." + str(ds.n_folds - 1)
         print(f"bench: {len(ds.case_ids)} labeled cases allow only {ds.n_folds} fold(s) outside the test split: "
@@ -184,21 +190,71 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inference_stack(args: argparse.Namespace) -> Any:
+    """The inference tricks of ``bench predict --tricks`` (training tricks and model_fusion refused)."""
+    import tricks
+    from bench.errors import SpecError
+
+    params: dict[str, dict[str, Any]] = {}
+    for text in args.sets:
+        name, key, value = tricks.parse_set_option(text)
+        params.setdefault(name, {})[key] = value
+    names = [n.strip() for n in args.tricks.split(",") if n.strip()]
+    for name in params:
+        if name not in names:
+            raise SpecError(f"--set {name}.…: trick {name!r} is not in --tricks ({', '.join(names) or 'none'})")
+    stack = tricks.resolve(names, params)
+    for t, _ in stack.entries:
+        if t.phase != "inference" or t.name == "model_fusion":
+            why = "give every fold's checkpoint to --model" if t.name == "model_fusion" else "a training trick"
+            raise SpecError(f"--tricks {t.name}: {why}; accepted patch_fusion, et_to_necrosis, "
+                            "drop_stray_components")
+    return stack
+
+
+def _is_cache(path: str) -> bool:
+    return (Path(path) / "dataset.json").is_file() and (Path(path) / "splits.json").is_file()
+
+
+def _model_preparation(record: dict[str, Any] | None, args: argparse.Namespace) -> dict[str, Any]:
+    """How a raw --data folder is prepared for the model: its recorded spacing and normalisation. A checkpoint
+    saved before bench recorded them falls back to --spacing (default: the source grid) and min-max, said in
+    one line, because refusing would strand every older model while a silent guess was the old bug."""
+    from bench.errors import SpecError
+
+    if record is None and _is_cache(args.data):
+        print(f"bench: {args.model} records no preprocessing (saved by an older bench): whether --data was "
+              "prepared like its training data cannot be checked", file=sys.stderr)
+        return {"spacing": args.spacing, "normalization": "minmax"}
+    if record is None:
+        where = f"--spacing {args.spacing:g} mm" if args.spacing is not None else "the source grid (no --spacing)"
+        print(f"bench: {args.model} records no preprocessing (saved by an older bench): a raw --data folder is "
+              f"prepared at {where} with min-max normalisation; pass --spacing if the model was trained on another "
+              "grid, or give the cache it was trained on", file=sys.stderr)
+        return {"spacing": args.spacing, "normalization": "minmax"}
+    if args.spacing is not None and (record["spacing"] is None or abs(args.spacing - record["spacing"]) > 1e-9):
+        trained = "the source grid" if record["spacing"] is None else f"a {record['spacing']:g} mm grid"
+        raise SpecError(f"--spacing {args.spacing:g}: the model was trained on {trained} and predicts only there "
+                        "(leave --spacing out)")
+    return {"spacing": record["spacing"], "normalization": record["normalization"]}
+
+
 def _predict(args: argparse.Namespace) -> int:
     import dataclasses
 
     from bench.data.writers import write_prediction
     from bench.engine import api
-    from bench.engine.checkpoint import load_checkpoint
+    from bench.engine.checkpoint import check_preprocessing, load_checkpoint, model_preprocessing
     from bench.engine.config import InferenceConfig
     from bench.errors import SpecError
 
     paths = [Path(p.strip()) for p in args.model.split(",") if p.strip()]
     if not paths:
         raise SpecError("--model: give at least one checkpoint file")
-    for p in paths:
-        load_checkpoint(p)  # missing/corrupt -> CheckpointError before any data work
-    ds = open_dataset(args.data, spacing=args.spacing, cache=args.cache, args=args)
+    # missing/corrupt -> CheckpointError before any data work; fused models must share their preprocessing
+    record = model_preprocessing([(p, load_checkpoint(p)) for p in paths])
+    ds = open_dataset(args.data, cache=args.cache, args=args, **_model_preparation(record, args))
+    check_preprocessing(record, ds, f"--data {args.data}")
     if args.cases == "all":
         ids = list(ds.case_ids)
     elif args.cases == "test":
@@ -214,11 +270,16 @@ def _predict(args: argparse.Namespace) -> int:
     if args.regions:
         import tricks  # noqa: F401 - the multitask trick registers the region head (bench.engine.heads)
     cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device, regions=args.regions)
+    cfg = _inference_stack(args).inference_config(cfg)
     if args.overlap is not None:
         cfg = dataclasses.replace(cfg, overlap=args.overlap)
     if args.weights is not None:
         cfg = dataclasses.replace(cfg, weights=args.weights)
     cfg.validate()
+    if any(step.select == "validation" for step in cfg.postprocess):
+        cfg, lines = api.select_postprocess(paths, ds, cfg)
+        for line in lines:
+            print(f"post-processing chosen on validation: {line}")
     from bench.bars import progress_bar
 
     out = Path(args.out)

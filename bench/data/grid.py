@@ -10,7 +10,7 @@ import numpy as np
 from bench.data.formats import classes_to_brats
 
 if TYPE_CHECKING:
-    from bench.data.prepare import CaseMeta
+    from bench.data.preprocess import CaseMeta
 
 __all__ = ["resample", "working_geometry", "to_source_grid", "probs_to_source_labels", "classes_to_source_labels"]
 

@@ -29,19 +29,21 @@ import os
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from bench.data.formats import CLASS_LABELS, Case, brats_to_classes
-from bench.data.grid import (
-    classes_to_source_labels,
-    probs_to_source_labels,
-    resample,
-    to_source_grid,
-    working_geometry,
+from bench.data.formats import CLASS_LABELS
+from bench.data.grid import classes_to_source_labels, probs_to_source_labels, resample, to_source_grid
+from bench.data.preprocess import (
+    NORMALIZATIONS,
+    PREPROCESS_VERSION,
+    CaseMeta,
+    PreparedCase,
+    brain_bbox,
+    preprocess_case,
+    preprocessing_record,
 )
 from bench.data.readers import (
     UNLABELED_DIR,
@@ -65,134 +67,10 @@ from bench.errors import DataError, SpecError
 __all__ = [
     "PREPROCESS_VERSION", "NORMALIZATIONS", "DEFAULT_CACHE_ROOT", "CaseMeta", "PreparedCase", "PreparedDataset",
     "prepare", "fingerprint_sources", "make_splits", "max_folds", "brain_bbox", "preprocess_case", "resample",
-    "to_source_grid", "probs_to_source_labels", "classes_to_source_labels",
+    "to_source_grid", "probs_to_source_labels", "classes_to_source_labels", "preprocessing_record",
 ]
 
-PREPROCESS_VERSION = 1
-NORMALIZATIONS: tuple[str, ...] = ("minmax", "zscore")
 DEFAULT_CACHE_ROOT = Path(".bench") / "cache"
-
-BBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-
-
-@dataclass(frozen=True)
-class CaseMeta:
-    """Where a prepared case came from and how to map it back.
-
-    ``bbox`` is ((x0, x1), (y0, y1), (z0, z1)) in source voxels, half-open (``source[x0:x1, y0:y1, z0:z1]``
-    is the crop); ``working_shape`` / ``working_spacing`` describe the stored arrays (equal to the crop's
-    shape and the source spacing when no working spacing was asked for).
-    """
-
-    case_id: str
-    format: str
-    source_shape: tuple[int, int, int]
-    affine: np.ndarray
-    spacing: tuple[float, float, float]
-    bbox: BBox
-    working_shape: tuple[int, int, int]
-    working_spacing: tuple[float, float, float]
-
-    @property
-    def crop_shape(self) -> tuple[int, int, int]:
-        return tuple(b - a for a, b in self.bbox)  # type: ignore[return-value]
-
-    @property
-    def crop_slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(a, b) for a, b in self.bbox)  # type: ignore[return-value]
-
-    @property
-    def resampled(self) -> bool:
-        return tuple(self.working_shape) != tuple(self.crop_shape)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CaseMeta) and self.to_json() == other.to_json()
-
-    def __hash__(self) -> int:
-        return hash(json.dumps(self.to_json(), sort_keys=True))
-
-    def to_json(self) -> dict:
-        return {
-            "case_id": self.case_id, "format": self.format, "source_shape": list(self.source_shape),
-            "affine": np.asarray(self.affine).tolist(), "spacing": list(self.spacing),
-            "bbox": [list(b) for b in self.bbox], "working_shape": list(self.working_shape),
-            "working_spacing": list(self.working_spacing),
-        }
-
-    @classmethod
-    def from_json(cls, d: dict) -> CaseMeta:
-        return cls(
-            d["case_id"], d["format"], tuple(d["source_shape"]), np.asarray(d["affine"], dtype=np.float64),
-            tuple(float(s) for s in d["spacing"]), tuple(tuple(b) for b in d["bbox"]),  # type: ignore[arg-type]
-            tuple(d["working_shape"]), tuple(float(s) for s in d["working_spacing"]),  # type: ignore[arg-type]
-        )
-
-
-@dataclass
-class PreparedCase:
-    """One prepared case: ``image`` float32 (4, x, y, z) (memory-mapped), ``label`` uint8 class indices 0..3 on
-    the same grid (None for unlabeled cases), ``meta`` to map back to the source grid."""
-
-    case_id: str
-    image: np.ndarray
-    label: np.ndarray | None
-    meta: CaseMeta
-
-
-# ---------------------------------------------------------------------------------------------------------
-# per-case preprocessing
-
-
-def brain_bbox(image: np.ndarray, label: np.ndarray | None = None) -> BBox:
-    """Half-open bounding box of the voxels non-zero in any channel of ``image`` (C, X, Y, Z), united with
-    the label's non-zero voxels. The whole volume when everything is zero."""
-    nz = np.any(image != 0, axis=0)
-    if label is not None:
-        nz |= label != 0
-    out = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        hit = np.flatnonzero(np.any(nz, axis=other))
-        out.append((int(hit[0]), int(hit[-1]) + 1) if hit.size else (0, int(nz.shape[ax])))
-    return tuple(out)  # type: ignore[return-value]
-
-
-def _normalise(crop: np.ndarray, normalization: str) -> np.ndarray:
-    out = np.empty_like(crop, dtype=np.float32)
-    if normalization == "minmax":
-        for c in range(crop.shape[0]):
-            lo, hi = float(crop[c].min()), float(crop[c].max())
-            out[c] = (crop[c] - lo) / (hi - lo) if hi > lo else 0.0
-    else:
-        brain = np.any(crop != 0, axis=0)
-        for c in range(crop.shape[0]):
-            vals = crop[c][brain]
-            mean = float(vals.mean()) if vals.size else 0.0
-            std = float(vals.std()) if vals.size else 1.0
-            out[c] = np.where(brain, (crop[c] - mean) / (std if std > 0 else 1.0), 0.0)
-    return out
-
-
-def preprocess_case(
-    case: Case, *, spacing: float | None = None, normalization: str = "minmax"
-) -> tuple[np.ndarray, np.ndarray | None, CaseMeta, np.ndarray | None]:
-    """(working image float32 (4,x,y,z), working label classes uint8 or None, meta, source label crop or None)."""
-    bbox = brain_bbox(case.image, case.label)
-    sl = tuple(slice(a, b) for a, b in bbox)
-    crop = _normalise(case.image[(slice(None), *sl)], normalization)
-    wshape, wsp = working_geometry(crop.shape[1:], case.spacing, spacing)
-    image = resample(crop, wshape, mode="linear").astype(np.float32, copy=False)
-    label = src_crop = None
-    if case.label is not None:
-        src_crop = np.ascontiguousarray(case.label[sl])
-        label = resample(brats_to_classes(src_crop), wshape, mode="nearest").astype(np.uint8, copy=False)
-    meta = CaseMeta(
-        case.case_id, case.format, tuple(int(s) for s in case.image.shape[1:]),  # type: ignore[arg-type]
-        np.asarray(case.affine, dtype=np.float64), tuple(float(s) for s in case.spacing),  # type: ignore[arg-type]
-        bbox, wshape, wsp,
-    )
-    return image, label, meta, src_crop
-
 
 # ---------------------------------------------------------------------------------------------------------
 # splits and fingerprint
@@ -255,6 +133,12 @@ class PreparedDataset:
     @property
     def format(self) -> str:
         return str(self._info["format"])
+
+    @property
+    def preprocessing(self) -> dict:
+        """The preprocessing record of this cache (see :func:`bench.data.preprocess.preprocessing_record`)."""
+        p = self._info["params"]
+        return preprocessing_record(p.get("spacing"), p.get("normalization", "minmax"), self._info["version"])
 
     @property
     def params(self) -> dict:

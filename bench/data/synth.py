@@ -27,6 +27,7 @@ uint8 in half the cases and int16 in the others, ``brats_affine(shape)``, 1 mm s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data.fields import box as _box
+from bench.data.fields import coords as _coords
+from bench.data.fields import radius as _radius
+from bench.data.fields import ramp as _ramp
+from bench.data.fields import smooth as _smooth
 from bench.data.formats import BRATS2023, MODALITIES, MSD, brats_affine, from_brats
 from bench.data.writers import atomic_write_bytes, write_nifti
 
@@ -73,6 +79,7 @@ class CasePlan:
     lesions: int = 1
     full_range: bool = False  # intensities scaled so the brightest voxel is 32767
     label_dtype: str = "uint8"  # "uint8" | "int16", as real BraTS files vary
+    trap_seed: int | None = None  # post-processing traps (bench.data.traps) drawn from this seed; None: none
 
 
 @dataclass
@@ -109,56 +116,6 @@ def plan_cases(n: int, rng: np.random.Generator) -> list[CasePlan]:
 
 # ---------------------------------------------------------------------------------------------------------
 # smooth random fields
-
-
-def _bspline_matrix(n_out: int, n_knots: int) -> np.ndarray:
-    """(n_out, n_knots) cubic B-spline interpolation weights, rows summing to 1."""
-    t = np.linspace(0.0, n_knots - 1.0, n_out) if n_out > 1 else np.zeros(1)
-    d = np.abs(t[:, None] - np.arange(n_knots)[None, :])
-    w = np.where(d < 1, 2 / 3 - d**2 + d**3 / 2, np.where(d < 2, (2 - d) ** 3 / 6, 0.0))
-    w /= w.sum(axis=1, keepdims=True)
-    return w.astype(np.float32)
-
-
-def _smooth(rng: np.random.Generator, shape: Sequence[int], knots: Sequence[int] | np.ndarray, n: int = 1) -> np.ndarray:
-    """``n`` smooth random fields of ``shape`` with roughly unit standard deviation, float32 (n, X, Y, Z)."""
-    knots = [max(2, min(int(k), int(s) // 2 + 2)) for k, s in zip(knots, shape)]  # no finer than the grid
-    mx, my, mz = (_bspline_matrix(int(s), k) for s, k in zip(shape, knots))
-    gain = float(np.sqrt(np.mean((mx**2).sum(1)) * np.mean((my**2).sum(1)) * np.mean((mz**2).sum(1))))
-    c = rng.standard_normal((n, *knots)).astype(np.float32) / np.float32(gain)
-    a = c @ mz.T  # (n, kx, ky, Z)
-    a = np.matmul(my, a)  # (n, kx, Y, Z)
-    a = np.matmul(mx, a.reshape(n, knots[0], -1))  # (n, X, Y*Z)
-    return a.reshape(n, *(int(s) for s in shape))
-
-
-def _ramp(x: np.ndarray) -> np.ndarray:
-    """Partial-volume fraction of a signed distance in voxels (positive inside), in place."""
-    x += 0.5
-    return np.clip(x, 0.0, 1.0, out=x)
-
-
-def _box(center: np.ndarray, half: np.ndarray, lim: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.maximum(np.floor(center - half).astype(int), 0)
-    hi = np.minimum(np.ceil(center + half).astype(int) + 1, np.asarray(lim))
-    return lo, hi
-
-
-def _coords(lo: np.ndarray, hi: np.ndarray, center: np.ndarray, radii: np.ndarray) -> list[np.ndarray]:
-    """Broadcastable normalised coordinates (x - c) / r over the box [lo, hi)."""
-    out = []
-    for ax in range(3):
-        g = ((np.arange(lo[ax], hi[ax]) - center[ax]) / radii[ax]).astype(np.float32)
-        shp = [1, 1, 1]
-        shp[ax] = g.size
-        out.append(g.reshape(shp))
-    return out
-
-
-def _radius(u: Sequence[np.ndarray]) -> np.ndarray:
-    r = u[0] ** 2 + u[1] ** 2
-    r = r + u[2] ** 2
-    return np.sqrt(r, out=r)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -350,6 +307,12 @@ def make_phantom(shape: Sequence[int], rng: np.random.Generator, plan: CasePlan 
         het = 1.0 + 0.22 * f[0][sel]  # uneven enhancement
         layers.append((p, edf * strength, core, ncr, het))
 
+    spur = spots = None
+    if plan.trap_seed is not None:
+        from bench.data.traps import FAINT_T1CE, trap_fields
+
+        spur, spots = trap_fields(plan, label, mask, sp.idx, scm)
+
     # --- intensities per modality, on brain voxels ---
     tex_k = np.maximum(4, np.round(ref_extent / 5.0))
     tex = sp.gather(_smooth(rng, bshape, tex_k)[0])
@@ -373,6 +336,8 @@ def make_phantom(shape: Sequence[int], rng: np.random.Generator, plan: CasePlan 
             img += vessel * (t["vessel"] - img)
         img += plex * (t["plexus"] - img)
         img += wmh * (t["wmh"] - img)
+        if spots is not None:
+            img += spots * (t["ed"] - img)
         for p, edw, core, ncr, het in layers:
             reg = img[p]
             reg += edw * (t["ed"] - reg)
@@ -382,6 +347,8 @@ def make_phantom(shape: Sequence[int], rng: np.random.Generator, plan: CasePlan 
                 reg += (core - ncr) * (t["et"] * het - reg)
                 reg += ncr * (t["ncr"] - reg)
             img[p] = reg
+        if spur is not None and name == "t1ce":
+            img += spur * (FAINT_T1CE - img)
         img *= tex
         b = sp.gather(bias[m])
         b *= bias_amp[m]
@@ -472,9 +439,11 @@ def synthesize(
     seed: int = 0,
     *,
     progress: bool = False,
+    traps: bool = False,
 ) -> list[str]:
     """Write ``cases`` labeled phantoms in the layout of ``fmt`` under ``out_dir``, and ``unlabeled`` more in
-    MSD 4D layout under ``out_dir/unlabeled/imagesTs``. Same arguments, same bytes. Returns the case IDs."""
+    MSD 4D layout under ``out_dir/unlabeled/imagesTs``. Same arguments, same bytes. Returns the case IDs.
+    ``traps``: add the post-processing traps of :mod:`bench.data.traps` (the rest of each phantom unchanged)."""
     if fmt not in SYNTH_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; accepted: {', '.join(SYNTH_FORMATS)}")
     shape = tuple(int(s) for s in shape)
@@ -489,6 +458,9 @@ def synthesize(
     width = max(3, len(str(unlabeled)))
     uids = [f"BRATS_U{i:0{width}d}" for i in range(1, unlabeled + 1)]
     uplans = plan_cases(unlabeled, np.random.default_rng([seed, 8]))
+    if traps:
+        plans = [dataclasses.replace(p, trap_seed=seed * 100_003 + i) for i, p in enumerate(plans)]
+        uplans = [dataclasses.replace(p, trap_seed=seed * 100_003 + 50_000 + i) for i, p in enumerate(uplans)]
     total = cases + unlabeled
     bar = None
     if progress:

@@ -98,6 +98,8 @@ class Design(abc.ABC):
     confirms: ClassVar[bool] = False
     #: the spec's ``baseline_label`` names a row of the design (otherwise the first ``[[rows]]`` row, if any)
     baseline_row: ClassVar[bool] = False
+    #: rows or trials are selected on validation Dice: a split without validation (``data.folds = 1``) is refused
+    needs_validation: ClassVar[bool] = False
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
@@ -114,6 +116,13 @@ class Design(abc.ABC):
         """Refuse (SpecError naming the key) a spec this design cannot run; called before its rows resolve."""
         if cls.needs_factors and not spec.factors:
             raise err(spec.source, f"design = {cls.name!r} needs a non-empty factors list")
+
+    @classmethod
+    def check_data(cls, spec: Spec) -> None:
+        """Refuse (SpecError naming the key) a data split this design cannot use."""
+        if cls.needs_validation and spec.data.folds == 1 and spec.data.splits is None:
+            raise err(spec.source, f"data.folds = 1 leaves no validation cases, and design = {cls.name!r} selects "
+                                   "on validation Dice; set data.folds >= 2")
 
     @classmethod
     def rows_to_check(cls, spec: Spec) -> list[tuple[str, list[str], dict[str, dict[str, Any]]]]:

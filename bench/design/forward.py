@@ -96,6 +96,7 @@ class Forward(Design):
     confirms = True
     replicable = False
     fixed_rows = False
+    needs_validation = True
 
     @classmethod
     def check(cls, spec: Spec) -> None:

@@ -18,6 +18,7 @@ __all__ = ["OptunaDesign", "row_from_trial", "suggest"]
 class OptunaDesign(Design):
     name = "optuna"
     searches = True
+    needs_validation = True
     replicable = False
     fixed_rows = False
 

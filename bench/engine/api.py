@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,8 +32,8 @@ import numpy as np
 from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig, key_fields
 from bench.engine.recipe import ProgressFn, TrainContext, TrainResult, baseline_recipe
 
-__all__ = ["ENGINE_VERSION", "training_key", "train", "predict", "TrainResult", "TrainingStopped",
-           "FINAL_CHECKPOINT", "LAST_CHECKPOINT"]
+__all__ = ["ENGINE_VERSION", "training_key", "train", "predict", "select_postprocess", "TrainResult",
+           "TrainingStopped", "FINAL_CHECKPOINT", "LAST_CHECKPOINT"]
 
 # Bump when a change of the engine changes training results: every training key changes with it.
 ENGINE_VERSION = "1"
@@ -102,8 +103,11 @@ def predict(checkpoints: Sequence[str | Path] | str | Path, dataset: Any, case_i
     Yields ``(case_id, labels)`` with ``labels`` uint8 BraTS-2019 labels {0,1,2,4} on the case's SOURCE grid
     (probabilities resampled from the working grid to the brain's bounding box, outside it background).
     Write them with ``bench.data.writers.write_prediction``. ``device`` overrides ``inference_cfg.device``.
+    DataError when ``dataset`` was prepared otherwise than the checkpoints' training data (spacing,
+    normalisation, crop), CheckpointError when fused checkpoints disagree on it.
     ``progress`` gets ``{"case": case_id, "done": n, "total": N}``.
     """
+    from bench.engine.checkpoint import check_preprocessing, load_checkpoint, model_preprocessing
     from bench.engine.infer import load_models, predict_case
 
     cfg = inference_cfg or InferenceConfig()
@@ -112,6 +116,13 @@ def predict(checkpoints: Sequence[str | Path] | str | Path, dataset: Any, case_i
     cfg.validate()
     if isinstance(checkpoints, (str, Path)):
         checkpoints = [checkpoints]
+    # the data must be prepared as the models' training data was (fused models must agree among themselves)
+    record = model_preprocessing([(c, load_checkpoint(c)) for c in checkpoints])
+    check_preprocessing(record, dataset, str(getattr(dataset, "root", "the prepared data")))
+    if any(step.select == "validation" for step in cfg.postprocess):
+        cfg, lines = select_postprocess(checkpoints, dataset, cfg)
+        for line in lines:
+            logging.getLogger("bench.engine").info("post-processing chosen on validation: %s", line)
     models, window, dev = load_models([Path(c) for c in checkpoints], cfg)
     ids = list(case_ids)
     for i, cid in enumerate(ids):
@@ -119,3 +130,35 @@ def predict(checkpoints: Sequence[str | Path] | str | Path, dataset: Any, case_i
         if progress is not None:
             progress({"case": cid, "done": i + 1, "total": len(ids)})
         yield cid, labels
+
+
+def select_postprocess(checkpoints: Sequence[str | Path], dataset: Any,
+                       inference_cfg: InferenceConfig) -> tuple[InferenceConfig, list[str]]:
+    """``inference_cfg`` with every ``select = "validation"`` post-processing step chosen on validation cases
+    (see :mod:`bench.engine.postprocess`), and one line per chosen step.
+
+    Each checkpoint's own fold (``train_cfg.fold``) gives the validation cases it predicts, so model fusion is
+    judged out of fold. SpecError naming the trick when there are no validation cases (a split without
+    validation, e.g. ``data.folds = 1``).
+    """
+    from bench.engine.checkpoint import load_checkpoint
+    from bench.engine.postprocess import choose_steps
+    from bench.errors import SpecError
+
+    plain = dataclasses.replace(inference_cfg, postprocess=())
+    cases = []
+    seen: set[int] = set()
+    for ck in dict.fromkeys(Path(c) for c in checkpoints):
+        fold = int(load_checkpoint(ck).get("train_cfg", {}).get("fold", 0))
+        if fold in seen or not 0 <= fold < dataset.n_folds:
+            continue
+        seen.add(fold)
+        val = [c for c in dataset.val_ids(fold) if c not in dataset.test_ids()]
+        for cid, labels in predict([ck], dataset, val, plain):
+            cases.append((labels, dataset.source_label(cid), dataset.meta(cid).spacing))
+    if not cases:
+        names = ", ".join(sorted({s.trick for s in inference_cfg.postprocess if s.select == "validation"}))
+        raise SpecError(f"{names}: select = 'validation' needs validation cases, and the models' folds have none "
+                        "(a split without validation, e.g. data.folds = 1); use select = 'fixed'")
+    steps, lines = choose_steps(inference_cfg.postprocess, cases)
+    return dataclasses.replace(inference_cfg, postprocess=steps), lines

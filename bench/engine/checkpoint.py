@@ -3,13 +3,16 @@
 A checkpoint is a dict of tensors and primitive containers only (so ``torch.load(weights_only=True)`` reads it):
 ``format``, ``engine_version``, ``arch`` (model config, block, block options, head), ``train_cfg``, ``tricks``,
 ``model`` (state dict), ``optimizer``, ``iteration``, ``epoch``, ``rng_torch``, ``hooks`` ({name: state}),
-``curve``, ``seconds``, ``finished``, plus the running epoch-loss sums.
+``curve``, ``seconds``, ``finished``, plus the running epoch-loss sums, and ``preprocessing``: the record of
+the data it was trained on (working spacing, normalisation, crop rule, version; None in checkpoints saved before
+bench recorded it), which prediction repeats (:func:`model_preprocessing`, :func:`check_preprocessing`).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,8 @@ import torch
 
 from bench.errors import CheckpointError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_arch", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_arch", "FORMAT", "model_preprocessing",
+           "check_preprocessing"]
 
 FORMAT = "bench-checkpoint-1"
 
@@ -67,3 +71,41 @@ def check_arch(path: Path | str, stored: dict[str, Any], expected: dict[str, Any
             elif a != b:
                 diffs.append(f"{key}: checkpoint {a!r}, asked {b!r}")
         raise CheckpointError(f"checkpoint {path} is from another model shape ({'; '.join(diffs)})")
+
+
+def model_preprocessing(checkpoints: Sequence[tuple[Path | str, dict[str, Any]]]) -> dict[str, Any] | None:
+    """The preprocessing record shared by ``checkpoints`` (``(path, loaded checkpoint)`` pairs), or None when
+    none of them records one (saved by an older bench). CheckpointError when fused models disagree, or when
+    some record it and others do not."""
+    from bench.data.preprocess import describe_preprocessing, preprocessing_differences
+
+    records = [(Path(p), ck.get("preprocessing")) for p, ck in checkpoints]
+    known = [(p, r) for p, r in records if r is not None]
+    if not known:
+        return None
+    if len(known) < len(records):
+        p = next(p for p, r in records if r is None)
+        raise CheckpointError(f"checkpoint {p} records no preprocessing while {known[0][0]} does; fused models "
+                              "must be trained on the same preprocessing (retrain the older one)")
+    first_path, first = known[0]
+    for p, r in known[1:]:
+        if preprocessing_differences(first, r):
+            raise CheckpointError(f"checkpoints {first_path} ({describe_preprocessing(first)}) and {p} "
+                                  f"({describe_preprocessing(r)}) were trained on differently prepared data; "
+                                  "fused models must share the preprocessing")
+    return dict(first)
+
+
+def check_preprocessing(record: dict[str, Any] | None, dataset: Any, where: str) -> None:
+    """DataError when ``dataset`` was prepared otherwise than the model's ``record`` says (no check when the
+    record is None). ``where`` names the data in the message (an option or a folder)."""
+    from bench.data.preprocess import describe_preprocessing, preprocessing_differences
+    from bench.errors import DataError
+
+    have = getattr(dataset, "preprocessing", None)
+    if record is None or have is None:
+        return
+    if preprocessing_differences(record, have):
+        raise DataError(f"{where}: prepared on the {describe_preprocessing(have)}, but the model was trained on "
+                        f"the {describe_preprocessing(record)}; give the raw dataset folder (it is prepared the "
+                        "model's way) or a cache prepared like the model's")

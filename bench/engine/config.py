@@ -174,9 +174,15 @@ class InferenceConfig:
     # "sigmoid" mode) instead of the class softmax, as nnU-Net predicts BraTS: WT > 0.5 is oedema, TC > 0.5
     # overwrites it with core, ET > 0.5 with enhancing tumour.
     regions: bool = False
+    # Post-processing steps of the label maps (bench.engine.postprocess), set by the post-processing tricks.
+    postprocess: tuple = ()
 
     def validate(self) -> None:
+        from bench.engine.postprocess import step_from
         from bench.errors import SpecError
+
+        for step in self.postprocess:
+            step_from(step)
 
         if not 0 <= self.overlap < 1:
             raise SpecError(f"inference.overlap: {self.overlap} must be in [0, 1)")

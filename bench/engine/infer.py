@@ -238,10 +238,15 @@ def to_source_grid(probs: torch.Tensor, meta: Any, *, regions: bool = False) -> 
 
 def predict_case(models: Sequence[torch.nn.Module], dataset: Any, case_id: str, cfg: InferenceConfig, *,
                  window: int, device: torch.device) -> np.ndarray:
-    """BraTS labels of one prepared case on its source grid."""
+    """BraTS labels of one prepared case on its source grid (after ``cfg.postprocess``)."""
     case = dataset.load(case_id)
     probs = predict_probabilities(models, case.image, window, cfg, device)
-    return to_source_grid(probs, case.meta, regions=cfg.regions)
+    labels = to_source_grid(probs, case.meta, regions=cfg.regions)
+    if cfg.postprocess:
+        from bench.engine.postprocess import apply_postprocess
+
+        labels = apply_postprocess(labels, cfg.postprocess, case.meta.spacing)
+    return labels
 
 
 def region_dice(pred_classes: np.ndarray, gt_classes: np.ndarray) -> dict[str, float]:

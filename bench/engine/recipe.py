@@ -21,6 +21,8 @@ slot               call                                            baseline
 ``voxel_weighting````(logits, target, state) -> (B,)``             :class:`~bench.engine.losses.MeanCrossEntropy`
 ``schedule``       ``(iteration, total, epoch_length) -> factor``  :class:`~bench.engine.schedule.PolySchedule`
 ``window_fusion``  :class:`WindowFusion` or None                   None (keep the InferenceConfig: tiles, overlap 0)
+``postprocess``    list of label-map steps (additive, in order;    empty (the labels as predicted)
+                   :mod:`bench.engine.postprocess`)
 ``model_set``      ``(fold, n_folds) -> list[int]``                :class:`SameFold` (the cell's own fold)
 ``procedure``      ``(ctx: TrainContext) -> TrainResult``          :class:`SingleTraining` (one training)
 ``hooks``          list of :class:`Hook` (additive, not a slot)    empty
@@ -65,7 +67,7 @@ __all__ = [
 SLOTS: tuple[str, ...] = (
     "sampler", "patch_plan", "augment", "model.block", "model.head", "model.extra_outputs", "loss",
     "voxel_weighting", "schedule",
-    "window_fusion", "model_set", "procedure",
+    "window_fusion", "postprocess", "model_set", "procedure",
 )
 
 # progress(info) with info keys: iteration (done so far), total, loss, lr, epoch, and "val" (dict) after a
@@ -208,6 +210,8 @@ class Recipe:
     voxel_weighting: VoxelWeighting = field(default_factory=MeanCrossEntropy)
     schedule: Schedule = field(default_factory=PolySchedule)
     window_fusion: WindowFusion | None = None
+    # label-map post-processing steps run in this order after prediction (bench.engine.postprocess)
+    postprocess: list[Any] = field(default_factory=list)
     model_set: Callable[[int, int], list[int]] = field(default_factory=SameFold)
     procedure: Callable[[TrainContext], TrainResult] = field(default_factory=SingleTraining)
     hooks: list[Hook] = field(default_factory=list)

@@ -177,6 +177,8 @@ def _train_loop(ctx: TrainContext, pools: Sequence[CasePool] | None, val_ids: Se
             "iteration": iteration, "epoch": iteration // cfg.epoch_length, "rng_torch": torch.get_rng_state(),
             "hooks": {h.name: h.state_dict() for h in hooks}, "curve": curve, "seconds": seconds,
             "finished": finished, "loss_sum": loss_sum, "loss_n": loss_n,
+            # what prediction must give the model again (bench.engine.checkpoint.check_preprocessing)
+            "preprocessing": getattr(ctx.dataset, "preprocessing", None),
         }
 
     for h in hooks:

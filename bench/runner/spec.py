@@ -294,8 +294,8 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         except BenchError as exc:
             raise _err(source, str(exc)) from None
         data = dataclasses.replace(data, folds=n)
-    if data.folds < 2 and data.splits is None:
-        raise _err(source, f"data.folds = {data.folds} must be >= 2")
+    if data.folds < 1 and data.splits is None:
+        raise _err(source, f"data.folds = {data.folds} must be >= 1 (1: every non-test case trains, no validation)")
     if not 0 < data.test_fraction < 1:
         raise _err(source, f"data.test_fraction = {data.test_fraction} must be in (0, 1)")
     if data.spacing is not None and not data.spacing > 0:
@@ -385,6 +385,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         description=description, evaluation=evaluation, replication=replication, **settings,
     )
     cls.check(spec)
+    cls.check_data(spec)
     _check_rows(spec)
     return spec
 

@@ -22,7 +22,7 @@ class DataSpec:
     path: str = "synthetic"
     synthetic: dict[str, Any] = field(default_factory=dict)
     format: str | None = None
-    folds: int = 5
+    folds: int = 5  # 1: every non-test case trains, no validation (designs that select on it refuse it)
     test_fraction: float = 0.2
     split_seed: int = 0
     spacing: float | None = None
