@@ -108,7 +108,8 @@ class LesionwiseMetrics:
         return asdict(self)
 
 
-def _spacing3(spacing: Sequence[float] | float | None) -> tuple[float, float, float]:
+def spacing3(spacing: Sequence[float] | float | None) -> tuple[float, float, float]:
+    """Three positive voxel sizes (mm); None means 1 mm."""
     if spacing is None:
         return (1.0, 1.0, 1.0)
     s = np.asarray(spacing, dtype=np.float64).ravel()
@@ -267,7 +268,7 @@ def lesionwise_region(
     p, g = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
     if p.shape != g.shape or p.ndim != 3:
         raise ValueError(f"expected two 3-D masks of one shape, got {p.shape} and {g.shape}")
-    return _score(p.view(np.uint8), g.view(np.uint8), {"mask": (1,)}, _spacing3(spacing), get_cohort(cohort))["mask"]
+    return _score(p.view(np.uint8), g.view(np.uint8), {"mask": (1,)}, spacing3(spacing), get_cohort(cohort))["mask"]
 
 
 def lesionwise_case(
@@ -287,7 +288,7 @@ def lesionwise_case(
     if pred.shape != gt.shape or pred.ndim != 3:
         raise ValueError(f"expected two 3-D label maps of one shape, got {pred.shape} and {gt.shape}")
     regions = {r: tuple(convention.regions[r]) for r in REGIONS}
-    return _score(pred, gt, regions, _spacing3(spacing), get_cohort(cohort))
+    return _score(pred, gt, regions, spacing3(spacing), get_cohort(cohort))
 
 
 def lesion_columns(

@@ -21,22 +21,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.errors import SpecError
+from bench.evaluation.lesionwise import spacing3
 
 __all__ = ["Rules", "spacing3", "pandas_stats"]
 
 Row = dict[str, Any]
-
-
-def spacing3(spacing: Sequence[float] | float | None) -> tuple[float, float, float]:
-    """Three positive voxel sizes (mm); None means 1 mm."""
-    if spacing is None:
-        return (1.0, 1.0, 1.0)
-    s = np.asarray(spacing, dtype=np.float64).ravel()
-    if s.size == 1:
-        s = np.repeat(s, 3)
-    if s.size != 3 or not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise ValueError(f"spacing {tuple(s.tolist())}: expected three positive finite values")
-    return (float(s[0]), float(s[1]), float(s[2]))
 
 
 def pandas_stats(values: Sequence[float]) -> dict[str, float]:
