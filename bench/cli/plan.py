@@ -72,7 +72,10 @@ def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path
     n_cells = len(p.cells) if spec.design != "optuna" else spec.optuna.trials * len(spec.folds) * len(spec.seeds)
     # a search's configurations are chosen as it runs: count one training per cell (model fusion needs more)
     n_trainings = len(keys) if spec.design != "optuna" else n_cells
-    iterations = int(spec.train_config().iterations)
+    from bench.runner.workspace import engine_of
+
+    engine, engine_options = engine_of(spec)
+    iterations = int(engine.budget_iterations(dict(spec.train)))
     cost: dict[str, Any] = {"iterations_per_training": iterations, "iterations": iterations * n_trainings}
     speed = _measured_speed(results_url, sqlite_path) if results_url else None
     if speed is not None:
@@ -80,6 +83,7 @@ def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path
                     hours=speed[0] * iterations * n_trainings / 3600.0)
     return {
         "name": spec.name, "design": spec.design, "source": spec.source,
+        "engine": {"name": engine.name, **engine_options},
         "factors": list(spec.factors), "fixed": list(spec.fixed), "folds": list(spec.folds),
         "seeds": list(spec.seeds),
         "configurations": [{"label": c.label, "toggles": dict(c.toggles),
@@ -149,6 +153,8 @@ def _print_text(d: dict[str, Any]) -> None:
     factors = d["factors"]
     w(f"{d['name']} ({d['source']}): design {d['design']}, factors {', '.join(factors) or '-'}"
       + (f", fixed {', '.join(d['fixed'])}" if d["fixed"] else "") + "\n")
+    eng = dict(d["engine"])
+    w(f"engine: {eng.pop('name')}" + "".join(f", {k} = {v}" for k, v in eng.items()) + "\n")
     stages = ", ".join(f"{k} {v}" for k, v in d["stages"].items())
     rows = (f"{d['describe']['trials']} trials (configurations chosen by the sampler)" if d["design"] == "optuna"
             else f"{len(d['configurations'])} configurations")
