@@ -56,6 +56,7 @@ def _measured_speed(url: str, sqlite_path: Path | None) -> tuple[float, int] | N
 
 def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path | None = None) -> dict[str, Any]:
     """Everything ``bench plan`` prints, as one JSON-serialisable dict."""
+    from bench.design import design_class
     from bench.runner.looks import design_for
     from bench.runner.plan import plan, training_plan
 
@@ -69,9 +70,7 @@ def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path
     stages: dict[str, int] = {}
     for cell in p.cells:
         stages[cell.stage] = stages.get(cell.stage, 0) + 1
-    n_cells = len(p.cells) if spec.design != "optuna" else spec.optuna.trials * len(spec.folds) * len(spec.seeds)
-    # a search's configurations are chosen as it runs: count one training per cell (model fusion needs more)
-    n_trainings = len(keys) if spec.design != "optuna" else n_cells
+    n_cells, n_trainings = design_class(spec.design).planned_size(spec, len(p.cells), len(keys))
     from bench.runner.workspace import engine_of
 
     engine, engine_options = engine_of(spec)
@@ -88,6 +87,7 @@ def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path
         "seeds": list(spec.seeds),
         "configurations": [{"label": c.label, "toggles": dict(c.toggles),
                             **({"refused": c.refused} if c.refused else {})} for c in p.configurations],
+        "rows": design_class(spec.design).plan_rows(spec, len(p.configurations)),
         "cells": n_cells, "stages": stages, "trainings": n_trainings, "cost": cost,
         "describe": design.describe(),
     }
@@ -96,6 +96,7 @@ def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path
 def _power(spec: Any, args: argparse.Namespace, url: str, n_rows: int) -> dict[str, Any]:
     from bench.analysis.layout import layouts
     from bench.analysis.power import pilot_components, seeds_for_power
+    from bench.design import design_class
     from bench.errors import SpecError, StoreError
     from bench.store import queries
 
@@ -111,7 +112,7 @@ def _power(spec: Any, args: argparse.Namespace, url: str, n_rows: int) -> dict[s
         raise StoreError(f"--power: pilot {pilot!r} has no finished cell yet; run it first (bench run)")
     out: dict[str, Any] = {"delta": delta, "pilot": pilot, "alpha": 0.05, "power": 0.8, "by_metric": []}
     sel = None
-    if spec.design == "forward":  # selection compares validation Dice: its paired spread, from the pilot's cells
+    if design_class(spec.design).confirms:  # selection compares validation Dice: its paired spread, from the pilot's cells
         from bench.analysis.power import selection_variance
 
         sel = selection_variance(queries.cells(url, pilot))
@@ -130,10 +131,10 @@ def _power(spec: Any, args: argparse.Namespace, url: str, n_rows: int) -> dict[s
         pair = seeds_for_power(comp, delta, sum_w2=2.0)
         entry["seeds_pairwise"] = pair.seeds
         entry["floor"] = pair.floor
-        if spec.design in ("full", "fractional") and n_rows >= 2:
+        if design_class(spec.design).two_level and n_rows >= 2:
             main = seeds_for_power(comp, delta, sum_w2=4.0 / n_rows)
             entry["seeds_main_effect"] = main.seeds
-        if spec.design == "forward":  # find among the candidates and confirm, 80% for both together
+        if design_class(spec.design).confirms:  # find among the candidates and confirm, 80% for both together
             from bench.analysis.power import seeds_for_ladder
 
             entry["seeds_forward_ladder"] = seeds_for_ladder(comp.run, comp.residual, comp.interaction, comp.cases,
@@ -156,8 +157,7 @@ def _print_text(d: dict[str, Any]) -> None:
     eng = dict(d["engine"])
     w(f"engine: {eng.pop('name')}" + "".join(f", {k} = {v}" for k, v in eng.items()) + "\n")
     stages = ", ".join(f"{k} {v}" for k, v in d["stages"].items())
-    rows = (f"{d['describe']['trials']} trials (configurations chosen by the sampler)" if d["design"] == "optuna"
-            else f"{len(d['configurations'])} configurations")
+    rows = d["rows"]
     w(f"{rows} x {len(d['folds'])} fold(s) x {len(d['seeds'])} seed(s) = "
       f"{d['cells']} cells" + (f" ({stages})" if len(d["stages"]) > 1 else "") + f", {d['trainings']} trainings\n")
     c = d["cost"]

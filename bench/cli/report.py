@@ -35,9 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="MLflow tracking URI for logging the figures (default: the workspace's .bench/mlflow.db)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna storage of a search, for parameter importances (default: .bench/optuna.journal)")
-    p.add_argument("--metric", choices=("dice", "lesion_dice"), default="dice",
+    p.add_argument("--metric", default="dice", metavar="dice|lesion_dice",
                    help="what the tables show and rank by: whole-image Dice/HD95 (default) or the BraTS 2023 "
                    "lesion-wise Dice/HD95 of a spec with [evaluation] lesionwise (to DIR/<experiment>-lesionwise/)")
+    p.add_argument("--rank", action="store_true",
+                   help="also rank the configurations as BraTS does (per test case, region and metric, then mean "
+                   "rank), with PermRanker's pairwise permutation tests and the bootstrap rank distribution over "
+                   "test cases and runs (ranking.md/.csv, rank_stability.png, a section of report.*)")
+    p.add_argument("--permutations", type=int, default=10000, metavar="N",
+                   help="random swaps of each pairwise permutation test of --rank (default 10000; exact when "
+                   "2^cases is not more)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-pdf", action="store_true", help="do not compile report.tex with pdflatex")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
@@ -55,6 +62,9 @@ def _handler(args: argparse.Namespace) -> int:
                         f"accepted: {', '.join(_FORMATS)} (comma-separated)")
     if args.resamples < 100:
         raise SpecError(f"--resamples {args.resamples}: use at least 100 bootstrap resamples")
+
+    if args.permutations < 100:
+        raise SpecError(f"--permutations {args.permutations}: use at least 100 permutations")
 
     from bench.report.build import build_report, default_results_url
 
@@ -76,12 +86,18 @@ def _handler(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=sys.stderr.isatty(),
         metric=args.metric,
+        rank=args.rank,
+        permutations=args.permutations,
     )
     a = result.analysis
     if "markdown" in formats:
         from bench.report import markdown
 
         print(markdown.table1(a))
+    if result.ranking is not None:
+        from bench.report import ranking
+
+        print(ranking.markdown(result.ranking))
     for note in result.notes:
         print(f"bench: note: {note}", file=sys.stderr)
     names = ", ".join(sorted({p.name for p in result.files}))

@@ -135,46 +135,39 @@ def _run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+#: the design options of ``bench run`` and ``bench plan``: design name -> (option, help)
+_DESIGN_FLAGS = {
+    "full": ("--grid", "run the spec's factors as a full 2^k grid"),
+    "ladder": ("--ladder", "run the spec's factors as a cumulative ladder (BL, BL+a, BL+a+b, ...)"),
+    "optuna": ("--optuna", "search the factors (and their parameters) with Optuna"),
+}
+DESIGN_OPTIONS = {name: flag for name, (flag, _) in _DESIGN_FLAGS.items()}
+
+
 def add_design_options(p: argparse.ArgumentParser) -> None:
     """``--grid`` / ``--ladder`` / ``--optuna`` and ``--trials`` (shared by ``bench run`` and ``bench plan``)."""
     design = p.add_mutually_exclusive_group()
-    design.add_argument("--grid", dest="design", action="store_const", const="full",
-                        help="run the spec's factors as a full 2^k grid")
-    design.add_argument("--ladder", dest="design", action="store_const", const="ladder",
-                        help="run the spec's factors as a cumulative ladder (BL, BL+a, BL+a+b, ...)")
-    design.add_argument("--optuna", dest="design", action="store_const", const="optuna",
-                        help="search the factors (and their parameters) with Optuna")
+    for name, (flag, text) in _DESIGN_FLAGS.items():
+        design.add_argument(flag, dest="design", action="store_const", const=name, help=text)
     p.add_argument("--trials", type=int, help="number of Optuna trials (search designs)")
 
 
 def spec_from_args(args: argparse.Namespace) -> Any:
     """The validated spec of ``args.spec`` with the design options applied (what ``bench run`` would run)."""
-    import json
-
-    from bench.errors import SpecError
-    from bench.runner.spec import load_spec, parse_spec
+    from bench.runner.overrides import override_spec
+    from bench.runner.spec import load_spec
 
     _check_positive("--trials", args.trials)
     spec = load_spec(args.spec)
-    text = spec.text
-    if args.design and args.design != spec.design:
-        if args.design in ("full", "ladder") and not spec.factors:
-            raise SpecError(f"{spec.source}: --{'grid' if args.design == 'full' else 'ladder'} needs factors")
-        text = _override(text, "design", f'"{args.design}"')
-    if args.trials is not None:
-        if (args.design or spec.design) != "optuna":
-            raise SpecError("--trials is only used by Optuna searches (--optuna or design = 'optuna')")
-        text = _override(text, "trials", str(args.trials), table="optuna")
-    if getattr(args, "test_ids", None) is not None:  # the IDs themselves go into the stored spec, not the path
+    test_ids = splits = None
+    if getattr(args, "test_ids", None) is not None:
         from bench.data.splits import read_id_list
 
-        text = _override(text, "test_ids", json.dumps(read_id_list(args.test_ids)), table="data")
+        test_ids = read_id_list(args.test_ids)
     if getattr(args, "splits", None) is not None:
-        text = _override(text, "splits", json.dumps(str(Path(args.splits).expanduser().resolve())), table="data")
-    if text != spec.text:
-        # The overrides become part of the stored spec, so workers joining later see the same experiment.
-        spec = parse_spec(text, spec.source)
-    return spec
+        splits = str(Path(args.splits).expanduser().resolve())
+    return override_spec(spec, design=args.design, trials=args.trials, test_ids=test_ids, splits=splits,
+                         options={**DESIGN_OPTIONS, "trials": "--trials"})
 
 
 def _slurm_options(args: argparse.Namespace) -> Any:
@@ -200,31 +193,6 @@ def _results_arg(args: argparse.Namespace) -> str:
     from bench.store.session import redact_url
 
     return f" --results {redact_url(args.results)}" if args.results else ""
-
-
-def _override(text: str, key: str, value: str, table: str | None = None) -> str:
-    """Set ``key = value`` at the top level (or in ``[table]``) of a spec's TOML text, keeping the rest."""
-    import re
-
-    lines = text.splitlines()
-    current: str | None = None
-    header_at: int | None = None
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith("["):
-            current = stripped.strip("[]").strip()
-            if current == table:
-                header_at = i
-            continue
-        if current == table and re.match(rf"{re.escape(key)}\s*=", stripped):
-            lines[i] = f"{key} = {value}"
-            return "\n".join(lines) + "\n"
-    if table is None:
-        return f"{key} = {value}\n" + text
-    if header_at is not None:
-        lines.insert(header_at + 1, f"{key} = {value}")
-        return "\n".join(lines) + "\n"
-    return text.rstrip("\n") + f"\n\n[{table}]\n{key} = {value}\n"
 
 
 def _worker(args: argparse.Namespace) -> int:

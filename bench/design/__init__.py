@@ -7,16 +7,13 @@ pure (no training, no stores); adaptive ones read :mod:`bench.analysis`.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from bench.design._base import CellRequest, Design, Results, RowRequest
 from bench.errors import SpecError
-
-if TYPE_CHECKING:
-    from bench.runner.spec import Spec
+from bench.spec.model import Spec
 
 __all__ = ["Design", "CellRequest", "RowRequest", "Results", "register", "get_design", "design_class",
-           "list_designs"]
+           "list_designs", "design_classes", "traits"]
 
 #: modules that register a design when imported (one file each)
 _MODULES: tuple[str, ...] = ("full", "ladder", "list", "optuna", "fractional", "forward")
@@ -40,6 +37,19 @@ def _load() -> None:
 def list_designs() -> list[str]:
     _load()
     return sorted(_REGISTRY)
+
+
+def design_classes() -> list[type[Design]]:
+    """The registered design classes, in registration order."""
+    _load()
+    return [*_REGISTRY.values()]  # not list(): the submodule bench.design.list shadows the builtin here
+
+
+def traits(name: str) -> type[Design]:
+    """The class of a stored experiment's design, for its class attributes; the base :class:`Design` (no
+    design-specific behaviour) for a name this version does not register."""
+    _load()
+    return _REGISTRY.get(name, Design)
 
 
 def design_class(name: str) -> type[Design]:

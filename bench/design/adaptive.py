@@ -21,7 +21,7 @@ resumed run continues where it stopped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -36,9 +36,7 @@ from bench.analysis.stopping import (
     predicted_halfwidth,
 )
 from bench.design._base import CellRequest, Design, Results, RowRequest
-
-if TYPE_CHECKING:
-    from bench.runner.spec import Spec
+from bench.spec.model import Spec
 
 __all__ = ["Replication"]
 
@@ -75,7 +73,8 @@ class Replication(Design):
     @property
     def factorial(self) -> bool:
         """Two-level factorial designs (full grids, fractions): main effects, and seeds by whole replicates."""
-        return bool(getattr(self.inner, "whole_replicates", self.inner.name in ("full", "fractional")))
+        whole = getattr(self.inner, "whole_replicates", None)
+        return bool(self.inner.two_level is not None if whole is None else whole)
 
     def comparisons(self) -> list[tuple[str, dict[str, float]]]:
         """``[(name, {label: weight})]``: the inner design's contrasts if it names them; the main effect of each

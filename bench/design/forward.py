@@ -27,6 +27,8 @@ from bench.analysis.power import seeds_for_ladder
 from bench.analysis.stopping import Estimate, case_values, contrast_estimate, paired_run_estimate
 from bench.design import register
 from bench.design._base import CellRequest, Design, Results, RowRequest
+from bench.spec.checks import err
+from bench.spec.model import Spec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,6 +97,17 @@ class Confirmation:
 class Forward(Design):
     name = "forward"
     adaptive = True
+    confirms = True
+    replicable = False
+    fixed_rows = False
+
+    @classmethod
+    def check(cls, spec: Spec) -> None:
+        if not spec.factors:
+            raise err(spec.source, "design = 'forward' needs factors (the candidate tricks of the ladder)")
+        if spec.train.get("val_every", 0) < 1:
+            raise err(spec.source, "design = 'forward' needs train.val_every >= 1 (steps are selected on "
+                                   "validation Dice; test cases only confirm)")
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

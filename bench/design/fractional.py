@@ -24,6 +24,8 @@ import numpy as np
 from bench.design import register
 from bench.design._base import CellRequest, Design, RowRequest
 from bench.errors import SpecError
+from bench.spec.checks import err, typed
+from bench.spec.model import FractionalSpec
 
 __all__ = ["LETTERS", "GENERATORS", "Fraction", "fraction", "choose", "FractionalDesign"]
 
@@ -193,6 +195,29 @@ class FractionalDesign(Design):
     """Rows of a 2^(k-p) fraction (and its foldover), each run with every fold and seed."""
 
     name = "fractional"
+    two_level = "fractional factorial"
+    keys = {
+        "resolution": "fractional design: 3, 4 or 5 (the smallest fraction of at least that resolution)",
+        "runs": "fractional design: number of rows of the fraction (a power of 2)",
+        "foldover": "fractional design: true adds the mirror fraction as a second stage",
+    }
+
+    @classmethod
+    def settings(cls, source: str, raw: dict[str, Any], factors: tuple[str, ...]) -> dict[str, Any]:
+        if not 3 <= len(factors) <= 11:
+            raise err(source, f"factors: design = 'fractional' needs 3 to 11 factors, got {len(factors)}")
+        if "resolution" in raw and "runs" in raw:
+            raise err(source, "resolution and runs both set: give one (resolution = 3, 4 or 5, or runs = N)")
+        resolution = raw.get("resolution")
+        if resolution is not None and (isinstance(resolution, bool) or resolution not in (3, 4, 5)):
+            raise err(source, f"resolution = {resolution!r} must be 3, 4 or 5")
+        runs = raw.get("runs")
+        if runs is not None:
+            runs = typed(source, "runs", runs, int, "an integer (a power of 2)")
+        if resolution is None and runs is None:
+            resolution = 4
+        fold = typed(source, "foldover", raw.get("foldover", False), bool, "true or false")
+        return {"fractional": FractionalSpec(resolution, runs, fold)}
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

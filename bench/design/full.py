@@ -10,6 +10,8 @@ from typing import Any
 
 from bench.design import register
 from bench.design._base import CellRequest, Design, RowRequest
+from bench.spec.checks import err
+from bench.spec.model import Spec
 
 __all__ = ["FullDesign", "cells_for"]
 
@@ -22,6 +24,16 @@ def cells_for(spec: Any, rows: list[RowRequest], stage: str = "main") -> list[Ce
 @register
 class FullDesign(Design):
     name = "full"
+    two_level = "full factorial"
+    complete_grid = True
+    baseline_row = True
+
+    @classmethod
+    def check(cls, spec: Spec) -> None:
+        super().check(spec)
+        if len(spec.factors) > 10:
+            raise err(spec.source, f"factors: {len(spec.factors)} factors make {2 ** len(spec.factors)} rows; "
+                                   "at most 10 accepted")
 
     def rows(self) -> list[RowRequest]:
         spec = self.spec

@@ -7,6 +7,7 @@ from typing import Any
 from bench.design import register
 from bench.design._base import CellRequest, Design, RowRequest
 from bench.design.full import cells_for
+from bench.spec.model import Spec
 
 __all__ = ["LadderDesign"]
 
@@ -14,6 +15,17 @@ __all__ = ["LadderDesign"]
 @register
 class LadderDesign(Design):
     name = "ladder"
+    stepwise = True
+    baseline_row = True
+
+    @classmethod
+    def rows_to_check(cls, spec: Spec) -> list[tuple[str, list[str], dict[str, dict[str, Any]]]]:
+        out = []
+        names = list(spec.fixed)
+        for t in spec.factors:
+            names.append(t)
+            out.append((f"ladder row {spec.row_label(names[len(spec.fixed):])!r}", list(names), spec.params))
+        return out
 
     def rows(self) -> list[RowRequest]:
         spec = self.spec

@@ -8,6 +8,8 @@ from typing import Any
 
 from bench.design import register
 from bench.design._base import CellRequest, Design, RowRequest
+from bench.spec.checks import err
+from bench.spec.model import Spec
 
 __all__ = ["OptunaDesign", "row_from_trial", "suggest"]
 
@@ -15,6 +17,31 @@ __all__ = ["OptunaDesign", "row_from_trial", "suggest"]
 @register
 class OptunaDesign(Design):
     name = "optuna"
+    searches = True
+    replicable = False
+    fixed_rows = False
+
+    @classmethod
+    def check(cls, spec: Spec) -> None:
+        if not spec.factors:
+            raise err(spec.source, "design = 'optuna' needs factors (the tricks to search over)")
+        if spec.train.get("val_every", 0) < 1:
+            raise err(spec.source, "design = 'optuna' needs train.val_every >= 1 (the objective and pruning use "
+                                   "validation Dice; test cases are never used to choose)")
+
+    @classmethod
+    def planned_size(cls, spec: Spec, cells: int, trainings: int) -> tuple[int, int]:
+        # the configurations are chosen as the search runs: one training per cell (model fusion needs more)
+        n = spec.optuna.trials * len(spec.folds) * len(spec.seeds)
+        return n, n
+
+    @classmethod
+    def plan_rows(cls, spec: Spec, configurations: int) -> str:
+        return f"{spec.optuna.trials} trials (configurations chosen by the sampler)"
+
+    @classmethod
+    def launch_cells(cls, spec: Spec, cells: int) -> int:
+        return spec.optuna.trials
 
     def initial(self) -> list[CellRequest]:
         return []  # the sampler creates configurations as trials start

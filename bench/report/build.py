@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.design import traits
 from bench.errors import StoreError
 from bench.report import appendix as appendix_mod
 from bench.report import tables
@@ -38,6 +39,7 @@ class ReportResult:
     files: list[Path]
     analysis: Analysis
     notes: list[str] = field(default_factory=list)
+    ranking: Any = None  # bench.analysis.ranking.Ranking with --rank
 
 
 def default_results_url(workspace: Path | str | None = None) -> str:
@@ -257,7 +259,7 @@ def _importances_from_results(a: Analysis, data: ReportData) -> pd.DataFrame:
 def _importances(a: Analysis, data: ReportData, workspace: Path | None, storage: str | None) -> None:
     """Parameter importances of an Optuna search: from its study when the storage is readable, otherwise
     reconstructed from the results database, with a note saying which."""
-    if a.design != "optuna":
+    if not traits(a.design).searches:
         return
     ws = Path(workspace or ".")
     where = storage or str(ws / ".bench" / "optuna.journal")
@@ -338,6 +340,8 @@ def build_report(
     seed: int = 0,
     progress: bool = False,
     metric: str = "dice",
+    rank: bool = False,
+    permutations: int = 10000,
 ) -> ReportResult:
     """Write the report of one experiment into ``<out>/<experiment>/`` and return what was written.
 
@@ -347,6 +351,8 @@ def build_report(
     ``baseline`` / ``config``: labels for the tests and for Table 2. Unknown experiments or
     labels raise :class:`StoreError` naming the known ones. ``metric = "lesion_dice"`` tabulates and ranks by
     the BraTS 2023 lesion-wise Dice and HD95 of the spec's cohort, written to ``<out>/<experiment>-lesionwise/``.
+    ``rank``: add the challenge-style ranking (:mod:`bench.analysis.ranking`) by ``metric``, with
+    ``permutations`` for its pairwise tests and ``n_boot`` resamples for its stability.
     """
     from bench.bars import progress_bar
 
@@ -360,13 +366,14 @@ def build_report(
     if metric == "lesion_dice":
         data, metric_note = lesionwise_view(data)
     fwd = None
-    if data.design == "forward":  # Table 1 from the confirmation runs; the selection path as an appendix
+    if traits(data.design).confirms:  # Table 1 from the confirmation runs; the selection path as an appendix
         from bench.report import forward as forward_mod
 
         data, fwd = forward_mod.confirmation_data(data)
     steps = progress_bar(total=4 + len(formats), desc="report", unit="step", disable=not progress, leave=False)
     a = tables.analyse(data, baseline=baseline, config=config, n_boot=n_boot, seed=seed)
     a.metric_note = metric_note
+    ranking = _ranking(data, a.labels, metric, n_boot, permutations, seed) if rank else None
     _importances(a, data, Path(workspace) if workspace else None, storage)
     ap = appendix_mod.build_appendix(data)
     steps.update(1)
@@ -377,6 +384,13 @@ def build_report(
 
     notes: list[str] = missed_notes(data.case_metrics)  # a region never predicted is never just a low mean
     figures: list[tuple[str, str]] = []
+    rank_fig = None
+    if ranking is not None:
+        from bench.report import ranking as rank_out
+
+        rank_files = rank_out.write_files(ranking, out_dir, formats, plots=plots)
+        files += rank_files
+        rank_fig = rank_out.PLOT_STEM if plots else None
     if plots:
         from bench.report import plots as plots_mod
 
@@ -384,6 +398,8 @@ def build_report(
         files += fig_paths
         stems = list(dict.fromkeys(p.stem for p in fig_paths))
         figures = [(s, plots_mod.CAPTIONS[s]) for s in stems]
+        if rank_fig:
+            fig_paths = fig_paths + [p for p in rank_files if p.stem == rank_fig]
         if log_mlflow:
             note = _log_mlflow(fig_paths, data, Path(workspace) if workspace else None, tracking_uri)
             if note:
@@ -401,7 +417,11 @@ def build_report(
         files.append(write_text_atomic(out_dir / "effects.tex", head + latex.effects(a)))
         files.append(write_text_atomic(out_dir / "appendix.tex", head + latex.appendix(ap)))
         tex_figs = [(f"{s}.pdf", c) for s, c in figures]
-        tex = write_text_atomic(out_dir / "report.tex", latex.document(a, ap, tex_figs))
+        tex_doc = latex.document(a, ap, tex_figs)
+        if ranking is not None:
+            section = rank_out.latex(ranking, rank_fig and f"{rank_fig}.pdf")
+            tex_doc = _insert_before(tex_doc, "\\clearpage\n\\section*{Reproducibility}", section)
+        tex = write_text_atomic(out_dir / "report.tex", tex_doc)
         files.append(tex)
         import shutil
 
@@ -419,7 +439,11 @@ def build_report(
         files.append(write_text_atomic(out_dir / "table1.md", markdown.table1(a)))
         files.append(write_text_atomic(out_dir / "table2.md", markdown.table2(a)))
         files.append(write_text_atomic(out_dir / "effects.md", markdown.effects(a) or "No factorial effects.\n"))
-        files.append(write_text_atomic(out_dir / "report.md", markdown.document(a, ap, [(f"{s}.png", c) for s, c in figures])))
+        md_doc = markdown.document(a, ap, [(f"{s}.png", c) for s, c in figures])
+        if ranking is not None:
+            section = rank_out.markdown(ranking, rank_fig and f"{rank_fig}.png")
+            md_doc = _insert_before(md_doc, "## Reproducibility", section)
+        files.append(write_text_atomic(out_dir / "report.md", md_doc))
         steps.update(1)
     if "csv" in formats:
         files.append(write_text_atomic(out_dir / "table1.csv", _csv(a.table1_frame())))
@@ -438,7 +462,11 @@ def build_report(
     if "html" in formats:
         from bench.report import html
 
-        files.append(write_text_atomic(out_dir / "report.html", html.document(a, ap, [(f"{s}.png", c) for s, c in figures])))
+        html_doc = html.document(a, ap, [(f"{s}.png", c) for s, c in figures])
+        if ranking is not None:
+            section = rank_out.html(ranking, rank_fig and f"{rank_fig}.png")
+            html_doc = _insert_before(html_doc, "<h2>Reproducibility</h2>", section)
+        files.append(write_text_atomic(out_dir / "report.html", html_doc))
         steps.update(1)
     steps.close()
     if fwd is not None:
@@ -447,7 +475,21 @@ def build_report(
             notes.append(fwd.note)
     if a.effects_note:
         notes.append(a.effects_note)
-    return ReportResult(out_dir=out_dir, files=files, analysis=a, notes=notes)
+    return ReportResult(out_dir=out_dir, files=files, analysis=a, notes=notes, ranking=ranking)
+
+
+def _ranking(data: ReportData, labels: list[str], metric: str, n_boot: int, permutations: int, seed: int) -> Any:
+    from bench.analysis import ranking as ranking_stats
+
+    what = f"experiment {data.experiment!r}"
+    inp = ranking_stats.rank_input(data.case_metrics, ranking_stats.metric_set(metric), labels=labels, what=what)
+    return ranking_stats.rank(inp, metric=metric, n_boot=n_boot, n_permutations=permutations, seed=seed, what=what)
+
+
+def _insert_before(doc: str, marker: str, section: str) -> str:
+    """``section`` placed before the last ``marker`` of ``doc``, or at its end when there is none."""
+    head, sep, tail = doc.rpartition(marker)
+    return head + section + sep + tail if sep else doc + section
 
 
 def _case_frame(a: Analysis) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import tests as stats
+from bench.design import traits
 from bench.errors import StoreError
 
 __all__ = [
@@ -127,7 +128,7 @@ class Analysis:
 
     @property
     def is_ladder(self) -> bool:
-        return self.design == "ladder"
+        return traits(self.design).stepwise
 
     def has_data(self, i: int) -> bool:
         return bool(self.n_cases[i] > 0)
@@ -325,7 +326,7 @@ def analyse(
         if len(others):
             a, b = stats.paired_case_means(k, case_codes, n_cases_all, others, np.full(len(others), base_idx))
             p_b_raw[others, j] = stats.wilcoxon_rows(a - b)
-        if data.design == "ladder" and len(prev_pairs):
+        if traits(data.design).stepwise and len(prev_pairs):
             a, b = stats.paired_case_means(k, case_codes, n_cases_all, prev_pairs[:, 0], prev_pairs[:, 1])
             p_p_raw[prev_pairs[:, 0], j] = stats.wilcoxon_rows(a - b)
     p_b = np.column_stack([stats.holm(p_b_raw[:, j]) for j in range(len(METRICS))])
@@ -408,7 +409,7 @@ def _design_effects(a: Analysis, data: ReportData) -> tuple[list[Any], list[str]
     if not factors:
         a.effects_note = "no factors recorded: main effects need the toggles of every configuration"
         return None
-    if a.design == "full":
+    if traits(a.design).complete_grid:
         return factors, effect_specs(factors), None
     spec_text = data.record.get("spec")
     try:
@@ -429,7 +430,7 @@ def _factorial(a: Analysis, data: ReportData) -> None:
     complete two-level design, with intervals that include run variance when it is measured."""
     from bench.analysis.factorial import factorial_effects
 
-    if a.design not in ("full", "fractional"):
+    if traits(a.design).two_level is None:
         return
     found = _design_effects(a, data)
     if found is None:
@@ -438,7 +439,7 @@ def _factorial(a: Analysis, data: ReportData) -> None:
     a.design_info = info
     rows = [i for i in range(len(a.labels)) if a.has_data(i)]
     combos = {tuple(a.toggles[i].get(f, 0) for f in factors): i for i in rows}
-    if a.design == "full":
+    if traits(a.design).complete_grid:
         wanted = list(itertools.product((0, 1), repeat=len(factors)))
     else:
         wanted = [tuple(a.toggles[i].get(f, 0) for f in factors) for i in range(len(a.labels))]

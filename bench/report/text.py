@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.atomic import atomic_write_bytes
+from bench.design import traits
 from bench.report.tables import HD95_PENALTY, REGIONS, Analysis
 
 __all__ = [
@@ -140,7 +141,7 @@ def effects_caption(a: Analysis, m: Markup, kind: str) -> str:
             "Two-way interactions: mean where both tricks are on or both off minus mean where exactly one is on, "
             "halved: (y(on,on) - y(off,on) - y(on,off) + y(off,off)) / 2"
         )
-    design = "full factorial" if a.design == "full" else "fractional factorial"
+    design = traits(a.design).two_level or "factorial"
     eff = a.effects
     measured = eff is not None and bool(eff["run_measured"].all())
     if measured:

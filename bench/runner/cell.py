@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from bench.design import design_class
 from bench.errors import BenchError, TrainingDiverged
 from bench.runner import locks, state
 from bench.runner.lease import Heartbeat
@@ -245,7 +246,7 @@ def _conf_view(info: state.CellInfo) -> Any:
 
 
 def _progress_fn(worker: Any, info: state.CellInfo, trial: Any, stop: threading.Event, spec: Spec) -> Any:
-    search = spec.design == "optuna" and trial is not None and spec.optuna.pruner != "none"
+    search = design_class(spec.design).searches and trial is not None and spec.optuna.pruner != "none"
 
     class Progress:
         pruned: str | None = None

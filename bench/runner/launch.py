@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.design import design_class
 from bench.errors import SpecError
 from bench.runner import looks, state
 from bench.runner.plan import plan as make_plan
@@ -109,7 +110,7 @@ def prepare_run(opts: RunOptions) -> Prepared:
     store = open_store(results_url)
     state.check_extension(store, spec)  # refuses before anything is written
     # Grids, ladders and lists claim their cells in the results database; only a search uses the Optuna queue.
-    storage = open_storage(opts.storage_url, ws.root) if spec.design == "optuna" else None
+    storage = open_storage(opts.storage_url, ws.root) if design_class(spec.design).searches else None
 
     engine, _ = engine_of(spec)
     for conf in p.configurations:  # tricks without a form on the engine: refused before anything is prepared
@@ -140,7 +141,7 @@ def prepare_run(opts: RunOptions) -> Prepared:
         from bench.store.models import Training
 
         trained = set(s.scalars(select(Training.key).where(Training.key.in_(keys), Training.state == "done")))
-    n_cells = len(ids) if spec.design != "optuna" else spec.optuna.trials
+    n_cells = design_class(spec.design).launch_cells(spec, len(ids))
     _say(opts, f"{spec.name}: {len(p.configurations)} configurations, {n_cells} cells, {len(keys)} trainings "
                f"({counts.get('done', 0)} cells done, {counts.get('skipped', 0)} skipped, "
                f"{len(keys - trained)} trainings to run)")
@@ -158,7 +159,7 @@ def launch(opts: RunOptions) -> RunResult:
     launcher_cls.precheck(opts)
     prep = prepare_run(opts)
     spec, ws, store, ids = prep.spec, prep.workspace, prep.store, prep.cell_ids
-    todo = (spec.design == "optuna" or any(st in ("queued", "running") for st in _states(store, ids).values())
+    todo = (design_class(spec.design).searches or any(st in ("queued", "running") for st in _states(store, ids).values())
             or looks.pending(store, spec))
     tracker, parent = _start_parent(opts, ws, spec, store, prep.n_cells, prep.n_trainings) if todo else (None, "")
     interrupted = False
@@ -172,7 +173,7 @@ def launch(opts: RunOptions) -> RunResult:
             launcher.ctx.progress.close()
         submitted = launcher.submitted
     finally:
-        if spec.design == "optuna" or looks.is_adaptive(spec):  # cells created trial by trial, look by look
+        if design_class(spec.design).searches or looks.is_adaptive(spec):  # cells come trial by trial, look by look
             ids = state.experiment_cells(store, spec.name)
         final = _count(_states(store, ids).values())
         if tracker is not None and parent and not submitted:

@@ -13,7 +13,9 @@ and a design:
 - ``fractional``: a two-level fraction 2^(k-p) of 3-11 factors, chosen by ``resolution = 3 | 4 | 5`` or
   ``runs = N``, with ``foldover = true`` adding the mirror fraction as a second stage.
 
-The accepted designs are those registered in :mod:`bench.design`.
+The accepted designs are those registered in :mod:`bench.design`; each design class owns its own rules (what it
+needs from a spec, its own top-level keys, which rows must resolve). The validated spec's dataclasses live in
+:mod:`bench.spec.model` (re-exported here); command-line overrides are :mod:`bench.runner.overrides`.
 
 :func:`load_spec` reads a file (or the packaged spec of that name), :func:`parse_spec` checks a text. Every
 problem raises :class:`bench.errors.SpecError` naming the file and the key, with the closest valid key for a
@@ -23,16 +25,14 @@ typo. Validation touches no database and no data (except checking that a data fo
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import hashlib
 import importlib.resources
-import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, SpecError
+from bench.spec.checks import check_keys, closest, err, int_list, typed
+from bench.spec.model import DataSpec, EvaluationSpec, FractionalSpec, OptunaSpec, ReplicationSpec, Row, Spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,11 +86,21 @@ _TOP_KEYS = {
     "optuna": "search settings",
     "evaluation": "extra test-set metrics, e.g. {lesionwise = 'gli'}",
     "replication": "adaptive replication: halfwidth, looks, max_seeds, margin, alpha, allocation",
-    "resolution": "fractional design: 3, 4 or 5 (the smallest fraction of at least that resolution)",
-    "runs": "fractional design: number of rows of the fraction (a power of 2)",
-    "foldover": "fractional design: true adds the mirror fraction as a second stage",
 }
-_FRACTIONAL_KEYS = ("resolution", "runs", "foldover")
+
+
+def _design_keys() -> dict[str, tuple[str, list[str]]]:
+    """``{key: (meaning, [designs that read it])}`` of the top-level keys that designs own."""
+    from bench.design import design_classes
+
+    out: dict[str, tuple[str, list[str]]] = {}
+    for cls in design_classes():
+        for key, meaning in cls.keys.items():
+            out.setdefault(key, (meaning, []))[1].append(cls.name)
+    return out
+
+
+_TOP_KEYS.update({k: meaning for k, (meaning, _) in _design_keys().items()})
 _DATA_KEYS = ("path", "synthetic", "format", "folds", "test_fraction", "split_seed", "spacing", "normalization",
               "test_cases", "test_ids", "splits")
 _SYNTH_KEYS = ("cases", "unlabeled", "shape", "seed", "format")
@@ -101,190 +111,11 @@ COHORTS = ("gli", "ssa", "ped", "men", "met")  # bench.evaluation.lesionwise.COH
 _REPLICATION_KEYS = ("halfwidth", "looks", "max_seeds", "margin", "alpha", "allocation")
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    """Where the data comes from and how it is split. ``path = "synthetic"`` generates phantoms."""
-
-    path: str = "synthetic"
-    synthetic: dict[str, Any] = field(default_factory=dict)
-    format: str | None = None
-    folds: int = 5
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    spacing: float | None = None
-    normalization: str = "minmax"
-    test_cases: int = 0  # evaluate only the first N test cases (0 = all)
-    test_ids: tuple[str, ...] | str | None = None  # fixed held-out IDs, or a text file of one ID a line
-    splits: str | None = None  # nnU-Net splits_final.json or bench splits.json: the folds
-
-    @property
-    def is_synthetic(self) -> bool:
-        return self.path == "synthetic"
-
-
-@dataclass(frozen=True)
-class OptunaSpec:
-    trials: int = 20
-    sampler: str = "tpe"
-    pruner: str = "median"
-    seed: int = 0
-    search_params: bool = True  # also search the parameters of enabled tricks (not only the toggles)
-
-
-@dataclass(frozen=True)
-class EvaluationSpec:
-    """Test-set metrics beyond the BraTS 2017-2022 ones: ``lesionwise`` names a BraTS 2023 cohort."""
-
-    lesionwise: str | None = None
-
-
-@dataclass(frozen=True)
-class ReplicationSpec:
-    """``[replication]``: seeds per configuration at each look (``looks``), up to ``max_seeds``; a comparison
-    is decided by the rules of :mod:`bench.analysis.stopping`."""
-
-    halfwidth: float = 0.01
-    looks: tuple[int, ...] = (3, 5, 8, 12)
-    max_seeds: int = 12
-    margin: float = 0.005
-    alpha: float = 0.05
-    # which rows of an undecided comparison get the next look's seeds: "balanced" every arm; "variance" the
-    # arms whose seeds narrow it most (a shared baseline counted once for all its comparisons), until the
-    # next look is predicted to reach the half-width
-    allocation: str = "balanced"
-
-    def seeds(self, first: tuple[int, ...]) -> tuple[int, ...]:
-        """The spec's seeds, continued with the next unused integers, ``max_seeds`` in all."""
-        out = list(first[: self.max_seeds])
-        nxt = max(first) + 1 if first else 0
-        while len(out) < self.max_seeds:
-            out.append(nxt)
-            nxt += 1
-        return tuple(out)
-
-
-@dataclass(frozen=True)
-class FractionalSpec:
-    """Settings of ``design = "fractional"`` (top-level keys ``resolution``, ``runs``, ``foldover``)."""
-
-    resolution: int | None = None
-    runs: int | None = None
-    foldover: bool = False
-
-
-@dataclass(frozen=True)
-class Row:
-    """One configuration row of a ladder or list design (a full grid's rows are made by the planner)."""
-
-    label: str
-    tricks: tuple[str, ...]
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A validated experiment spec."""
-
-    name: str
-    source: str  # file path or "<text>"
-    text: str
-    design: str
-    baseline_label: str
-    folds: tuple[int, ...]
-    seeds: tuple[int, ...]
-    objective: str
-    fixed: tuple[str, ...]
-    factors: tuple[str, ...]
-    labels: dict[str, str]
-    params: dict[str, dict[str, Any]]
-    rows: tuple[Row, ...]
-    data: DataSpec
-    model: dict[str, Any]
-    train: dict[str, Any]
-    inference: dict[str, Any]
-    optuna: OptunaSpec
-    description: str = ""
-    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
-    replication: ReplicationSpec | None = None
-    fractional: FractionalSpec = field(default_factory=FractionalSpec)
-
-    @property
-    def hash(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
-
-    def core(self) -> dict[str, Any]:
-        """What must not change when an experiment is extended (data, model, budget, inference, objective)."""
-        core = {"data": dataclasses.asdict(self.data), "model": self.model, "train": self.train,
-                "inference": self.inference, "objective": self.objective}
-        if self.evaluation.lesionwise:  # absent otherwise, so older experiments keep their hash
-            core["evaluation"] = dataclasses.asdict(self.evaluation)
-        return core
-
-    def core_hash(self) -> str:
-        text = json.dumps(self.core(), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def model_config(self) -> Any:
-        from bench.engine.config import ModelConfig
-
-        return ModelConfig(**self.model)
-
-    def train_config(self, fold: int = 0, seed: int = 0, **machine: Any) -> Any:
-        from bench.engine.config import TrainConfig
-
-        return TrainConfig(**{**self.train, **machine, "fold": fold, "seed": seed})
-
-    def inference_config(self, **machine: Any) -> Any:
-        from bench.engine.config import InferenceConfig
-
-        return InferenceConfig(**{**self.inference, **machine})
-
-    def row_label(self, enabled: list[str] | tuple[str, ...]) -> str:
-        parts = [self.labels.get(t, t) for t in enabled]
-        return "+".join([self.baseline_label, *parts])
-
-
-def _err(source: str, msg: str) -> SpecError:
-    return SpecError(f"{source}: {msg}")
-
-
-def _closest(key: str, valid: Any) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _check_keys(source: str, where: str, table: dict[str, Any], valid: Any) -> None:
-    valid = list(valid)
-    for key in table:
-        if key not in valid:
-            raise _err(source, f"unknown key {key!r} in {where}{_closest(key, valid)} "
-                               f"(accepted: {', '.join(valid)})")
-
-
-def _typed(source: str, key: str, value: Any, typ: type | tuple[type, ...], what: str) -> Any:
-    if isinstance(value, bool) and typ is not bool and (typ is int or (isinstance(typ, tuple) and bool not in typ)):
-        raise _err(source, f"{key} = {value!r} must be {what}")
-    if typ is float and isinstance(value, int):
-        return float(value)
-    if not isinstance(value, typ):
-        raise _err(source, f"{key} = {value!r} must be {what}")
-    return value
-
-
-def _int_list(source: str, key: str, value: Any, *, count_ok: bool) -> tuple[int, ...]:
-    if count_ok and isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise _err(source, f"{key} = {value} must be >= 1 (a count) or a list of indices")
-        return tuple(range(value))
-    if not isinstance(value, list) or not value or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        raise _err(source, f"{key} = {value!r} must be a non-empty list of integers")
-    if len(set(value)) != len(value):
-        raise _err(source, f"{key} = {value!r} has duplicates")
-    if any(v < 0 for v in value):
-        raise _err(source, f"{key} = {value!r}: values must be >= 0")
-    return tuple(value)
+_err = err
+_closest = closest
+_check_keys = check_keys
+_typed = typed
+_int_list = int_list
 
 
 def _trick_list(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -400,6 +231,9 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     designs = _designs()
     if design not in designs:
         raise _err(source, f"design = {design!r} is not one of {', '.join(designs)}{_closest(str(design), designs)}")
+    from bench.design import design_class
+
+    cls = design_class(design)
     baseline_label = _typed(source, "baseline_label", raw.get("baseline_label", "BL"), str, "a string")
     description = _typed(source, "description", raw.get("description", ""), str, "a string")
     objective = raw.get("objective", "mean_val_dice")
@@ -509,14 +343,14 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         raise _err(source, "labels must be a table of strings, e.g. labels = { model_fusion = 'fuse' }")
     _trick_params(source, "labels", {k: {} for k in labels})
     params = _trick_params(source, "params", raw.get("params", {}))
-    replication = _replication(source, raw, design)
+    replication = _replication(source, raw, cls)
 
     # rows
     rows: list[Row] = []
     raw_rows = raw.get("rows")
-    if design == "list":
+    if cls.uses_rows:
         if not isinstance(raw_rows, list) or not raw_rows:
-            raise _err(source, "design = 'list' needs [[rows]] tables with label and tricks")
+            raise _err(source, f"design = {design!r} needs [[rows]] tables with label and tricks")
         seen: set[str] = set()
         for i, r in enumerate(raw_rows):
             where = f"rows[{i}]"
@@ -533,31 +367,31 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
             rparams = _trick_params(source, f"{where}.params", r.get("params", {}))
             rows.append(Row(label, tricks, rparams))
     elif raw_rows is not None:
-        raise _err(source, f"rows are only used by design = 'list' (this spec has design = {design!r})")
-    fractional = _fractional(source, raw, design, factors)
-    if design in ("full", "ladder") and not factors:
-        raise _err(source, f"design = {design!r} needs a non-empty factors list")
-    if design == "full" and len(factors) > 10:
-        raise _err(source, f"factors: {len(factors)} factors make {2 ** len(factors)} rows; at most 10 accepted")
-    if design == "optuna" and not factors:
-        raise _err(source, "design = 'optuna' needs factors (the tricks to search over)")
-    if design == "forward" and not factors:
-        raise _err(source, "design = 'forward' needs factors (the candidate tricks of the ladder)")
-    if design == "forward" and train.get("val_every", 0) < 1:
-        raise _err(source, "design = 'forward' needs train.val_every >= 1 (steps are selected on validation Dice; "
-                           "test cases only confirm)")
-    if design == "optuna" and train.get("val_every", 0) < 1:
-        raise _err(source, "design = 'optuna' needs train.val_every >= 1 (the objective and pruning use "
-                           "validation Dice; test cases are never used to choose)")
+        raise _err(source, f"rows are only used by {_users(lambda c: c.uses_rows)} (this spec has "
+                           f"design = {design!r})")
+    for key, (_, owners) in _design_keys().items():
+        if key in raw and design not in owners:
+            raise _err(source, f"{key} is only used by {_users(lambda c, o=owners: c.name in o)} (this spec has "
+                               f"design = {design!r})")
+    settings = cls.settings(source, raw, factors)
 
     spec = Spec(
         name=name, source=source, text=text, design=design, baseline_label=baseline_label, folds=folds,
         seeds=seeds, objective=objective, fixed=fixed, factors=factors, labels=dict(labels), params=params,
         rows=tuple(rows), data=data, model=model, train=train, inference=inference, optuna=opt,
-        description=description, evaluation=evaluation, replication=replication, fractional=fractional,
+        description=description, evaluation=evaluation, replication=replication, **settings,
     )
+    cls.check(spec)
     _check_rows(spec)
     return spec
+
+
+def _users(which: Any) -> str:
+    """``design = 'a'`` (or ``design = 'a' or 'b'``): the designs whose class satisfies ``which``."""
+    from bench.design import design_classes
+
+    names = [repr(c.name) for c in design_classes() if which(c)]
+    return "design = " + " or ".join(names)
 
 
 def _evaluation_section(source: str, table: Any) -> EvaluationSpec:
@@ -572,16 +406,19 @@ def _evaluation_section(source: str, table: Any) -> EvaluationSpec:
     return EvaluationSpec(lesionwise=cohort.strip().lower())
 
 
-def _replication(source: str, raw: dict[str, Any], design: str) -> ReplicationSpec | None:
+def _replication(source: str, raw: dict[str, Any], cls: Any) -> ReplicationSpec | None:
     rep = raw.get("replication")
     if rep is None:
         return None
     if not isinstance(rep, dict):
         raise _err(source, "[replication] must be a table")
     _check_keys(source, "[replication]", rep, _REPLICATION_KEYS)
-    if design in ("optuna", "forward"):
-        raise _err(source, f"[replication] cannot be used with design = {design!r} (accepted with full, ladder, "
-                           "list and fractional designs)")
+    if not cls.replicable:
+        from bench.design import design_classes
+
+        ok = [c.name for c in design_classes() if c.replicable]
+        raise _err(source, f"[replication] cannot be used with design = {cls.name!r} (accepted with "
+                           f"{', '.join(ok[:-1])} and {ok[-1]} designs)")
     out = ReplicationSpec(
         halfwidth=_typed(source, "replication.halfwidth", rep.get("halfwidth", 0.01), float, "a number"),
         margin=_typed(source, "replication.margin", rep.get("margin", 0.005), float, "a number"),
@@ -607,28 +444,6 @@ def _replication(source: str, raw: dict[str, Any], design: str) -> ReplicationSp
     return out
 
 
-def _fractional(source: str, raw: dict[str, Any], design: str, factors: tuple[str, ...]) -> FractionalSpec:
-    given = [k for k in _FRACTIONAL_KEYS if k in raw]
-    if design != "fractional":
-        if given:
-            raise _err(source, f"{given[0]} is only used by design = 'fractional' (this spec has design = {design!r})")
-        return FractionalSpec()
-    if not 3 <= len(factors) <= 11:
-        raise _err(source, f"factors: design = 'fractional' needs 3 to 11 factors, got {len(factors)}")
-    if "resolution" in raw and "runs" in raw:
-        raise _err(source, "resolution and runs both set: give one (resolution = 3, 4 or 5, or runs = N)")
-    resolution = raw.get("resolution")
-    if resolution is not None and (isinstance(resolution, bool) or resolution not in (3, 4, 5)):
-        raise _err(source, f"resolution = {resolution!r} must be 3, 4 or 5")
-    runs = raw.get("runs")
-    if runs is not None:
-        runs = _typed(source, "runs", runs, int, "an integer (a power of 2)")
-    if resolution is None and runs is None:
-        resolution = 4
-    fold = _typed(source, "foldover", raw.get("foldover", False), bool, "true or false")
-    return FractionalSpec(resolution, runs, fold)
-
-
 def _check_rows(spec: Spec) -> None:
     """Rows a user wrote (ladder steps, list rows, the fixed set) must resolve; full grids only record refusals."""
     src = spec.source
@@ -637,23 +452,12 @@ def _check_rows(spec: Spec) -> None:
         if trick not in every:
             raise _err(src, f"params.{trick}: trick {trick!r} is in no row (add it to fixed, factors or a row)")
     _resolve_row(src, "fixed", list(spec.fixed), spec.params)
-    if spec.design == "ladder":
-        names = list(spec.fixed)
-        for t in spec.factors:
-            names.append(t)
-            _resolve_row(src, f"ladder row {spec.row_label(names[len(spec.fixed):])!r}", names, spec.params)
-    elif spec.design == "list":
-        for r in spec.rows:
-            merged = {**spec.params, **r.params}
-            _resolve_row(src, f"row {r.label!r}", list(spec.fixed) + [t for t in r.tricks if t not in spec.fixed],
-                         merged)
-    elif spec.design in ("full", "optuna", "fractional", "forward"):
-        for t in spec.factors:  # each factor alone on top of the fixed set must work
-            _resolve_row(src, f"factor {t!r}", list(spec.fixed) + [t], spec.params)
-    if spec.design == "fractional":  # the table's fraction must exist and no factor pair may conflict
-        from bench.design import get_design
+    from bench.design import design_class
 
-        get_design(spec)
+    cls = design_class(spec.design)
+    for where, names, params in cls.rows_to_check(spec):
+        _resolve_row(src, where, names, params)
+    cls(spec)  # a design's own checks of its rows (a fractional design: its fraction exists, no pair conflicts)
 
 
 def packaged_specs() -> dict[str, Any]:

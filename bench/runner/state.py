@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bench.design import design_class, traits
 from bench.errors import SpecError
 from bench.runner.plan import Plan, PlannedConfiguration
 from bench.store.models import (
@@ -134,8 +135,7 @@ def check_extension(store: ResultsStore, spec: Any) -> None:
         if exp is None:
             return
         diffs = _same_core(exp.spec_toml, spec)
-        if exp.design != spec.design and not (exp.design in ("full", "ladder", "list", "fractional")
-                                              and spec.design in ("full", "ladder", "list", "fractional")):
+        if exp.design != spec.design and not (traits(exp.design).fixed_rows and traits(spec.design).fixed_rows):
             diffs.append(f"design: {exp.design!r} -> {spec.design!r}")
     if diffs:
         raise SpecError(
@@ -164,8 +164,7 @@ def register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tupl
 
 def _register_experiment(store: ResultsStore, spec: Any, plan: Plan) -> list[tuple[int, str]]:
     check_extension(store, spec)
-    baseline = spec.baseline_label if spec.design in ("ladder", "full") else (
-        spec.rows[0].label if spec.rows else None)
+    baseline = design_class(spec.design).baseline(spec)
     with store.session() as s:
         exp = s.scalar(select(Experiment).where(Experiment.name == spec.name))
         if exp is None:

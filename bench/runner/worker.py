@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.design import design_class
 from bench.runner import looks, state
 from bench.runner.cell import (
     CellExecution,
@@ -80,7 +81,7 @@ class Worker(CellExecution):
         self.spec: Spec = parse_spec(rec.spec_toml, f"experiment {opts.experiment} (stored spec)", check_data=False)
         self.mlflow_parent = opts.parent_run_id or (rec.mlflow_parent_run_id or "")
         self.queue: Any = None
-        if self.spec.design == "optuna":
+        if design_class(self.spec.design).searches:
             from bench.runner.queue import WorkQueue, open_storage
 
             self.queue = WorkQueue(open_storage(opts.storage_url, opts.workspace.root), opts.experiment,
@@ -268,7 +269,7 @@ class Worker(CellExecution):
 
 def search_settings(spec: Spec) -> dict[str, Any]:
     """Sampler and pruner of the queue's study: only a search design has them (grids are only enqueued)."""
-    if spec.design != "optuna":
+    if not design_class(spec.design).searches:
         return {}
     import optuna
 

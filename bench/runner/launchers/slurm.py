@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.design import design_class
 from bench.errors import SpecError
 from bench.runner import state
 from bench.runner.launchers._base import Launcher, add_event, launches, record_launch, set_launch
@@ -108,7 +109,7 @@ class SlurmLauncher(Launcher):
             given = redact_url(opts.results_url) if opts.results_url else "the workspace's SQLite file (default)"
             raise SpecError(f"--results {given}: Slurm workers on other nodes need a shared results database; "
                             f"{accepted}")
-        if opts.spec.design == "optuna" and not _is_postgres(opts.storage_url):
+        if design_class(opts.spec.design).searches and not _is_postgres(opts.storage_url):
             given = redact_url(opts.storage_url) if opts.storage_url else "the workspace's journal file (default)"
             raise SpecError(f"--storage {given}: a search on Slurm needs a shared Optuna storage; {accepted}")
         if opts.storage_url and not _is_postgres(opts.storage_url):
