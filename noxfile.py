@@ -20,8 +20,8 @@ def _install(session: nox.Session, *extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite (PostgreSQL, an MLflow server and pdflatex are used for real)."""
-    _install(session, "test")
+    """Run the whole test suite (PostgreSQL, an MLflow server and pdflatex are used for real; nnU-Net too)."""
+    _install(session, "test", "nnunet")
     session.run("python", "-m", "pytest", "-q", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
 
 

@@ -77,6 +77,9 @@ class Trick:
     # Parameter overrides for the registry's smoke tests (tiny CPU trainings: width 4, depth 2, patch 16,
     # 2 iterations): set them when the paper defaults would be too big there, e.g. a CPU-sized patch pool.
     smoke_params: ClassVar[dict[str, Any]] = {}
+    # What the trick becomes on the nnU-Net engine (one line for ``bench tricks --engine nnunet``); None = no
+    # faithful nnU-Net form, and the engine refuses a stack holding it (docs/engines.md says why, per trick).
+    nnunet_form: ClassVar[str | None] = None
 
     def apply(self, recipe: Recipe, params: Any) -> None:
         """Change ``recipe`` in place: replace or wrap the declared slots, add hooks."""
@@ -84,6 +87,22 @@ class Trick:
 
     def check(self, params: Any) -> None:
         """Extra validation of a parameter set; raise ``ValueError`` naming the parameter."""
+
+    # ---------------------------------------------------------------- nnU-Net v2 (bench.engines.nnunet)
+
+    def nnunet_check(self, params: Any) -> None:
+        """Refuse (``ValueError`` naming the parameter) values that have no meaning on nnU-Net."""
+
+    def nnunet_part(self, params: Any) -> type | None:
+        """A training-phase trick's trainer part: a subclass of nnU-Net's ``nnUNetTrainer`` overriding the few
+        methods the trick needs, each calling ``super()``, so that parts compose
+        (:func:`bench.engines.nnunet.compose.trainer_class`). Built lazily: nnunetv2 is imported here, never
+        when the tricks are imported; equal parameters give the same class. None: no trainer part."""
+        return None
+
+    def nnunet_inference(self, params: Any, settings: dict[str, Any]) -> None:
+        """An inference-phase trick's nnU-Net form: change the predictor ``settings`` in place (keys of
+        :func:`bench.engines.nnunet.compose.inference_settings`)."""
 
     @property
     def slots(self) -> tuple[str, ...]:

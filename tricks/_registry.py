@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.errors import TrickError
 from tricks._base import Trick, coerce_value, params_to_dict, parse_text_value, validate_trick_class
+from tricks._user_trainer import UserTrainer, is_trainer_name
 
 __all__ = ["register", "get", "list_tricks", "resolve", "Stack", "parse_set_option"]
 
@@ -45,8 +46,13 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 
 def get(name: str) -> Trick:
-    """The registered trick called ``name``; unknown names raise TrickError with the closest name."""
+    """The registered trick called ``name``; unknown names raise TrickError with the closest name.
+
+    ``trainer:MODULE.CLASS`` names a user's own nnU-Net trainer class (:mod:`tricks._user_trainer`).
+    """
     _ensure_loaded()
+    if is_trainer_name(name):
+        return UserTrainer(name)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -165,6 +171,9 @@ def resolve(names: Iterable[str] | str | None = None,
 
     Refuses (TrickError): unknown names (closest suggested), parameters for a trick not in the set, unknown or
     invalid parameters, a required trick missing, two conflicting tricks, two tricks replacing one slot.
+
+    ``trainer:MODULE.CLASS`` entries (a user's nnU-Net trainer) are training-phase entries whose parameters
+    bench sets: the hash of the module's file and their position among the trainer entries (spec order).
     """
     _ensure_loaded()
     if isinstance(names, str):
@@ -197,9 +206,13 @@ def resolve(names: Iterable[str] | str | None = None,
                     f"tricks {owner[slot]!r} and {t.name!r} both replace the {slot!r} slot and cannot be combined"
                 )
             owner[slot] = t.name
-    entries = [(t, _make_params(t, params.get(t.name))) for t in tricks]
-    # Replacements first (they set the base fillers), then wrappers and hook-only tricks by (order, name).
-    entries.sort(key=lambda e: (0 if e[0].replaces and not e[0].wraps else 1, e[0].order, e[0].name))
+    trainers = [t for t in tricks if isinstance(t, UserTrainer)]
+    entries = [(t, t.params_for(params.get(t.name), trainers.index(t)) if isinstance(t, UserTrainer)
+                else _make_params(t, params.get(t.name))) for t in tricks]
+    # Replacements first (they set the base fillers), then wrappers and hook-only tricks by (order, name);
+    # user trainers last, in the order the spec gives them.
+    entries.sort(key=lambda e: (0 if e[0].replaces and not e[0].wraps else 1, e[0].order,
+                                e[1].position if isinstance(e[0], UserTrainer) else 0, e[0].name))
     return Stack(tuple(entries))
 
 

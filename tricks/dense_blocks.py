@@ -3,6 +3,10 @@
 Off, each level is a plain double 3x3x3 convolution. On, each level is a dense block: ``layers`` convolutions
 where each sees the concatenation of the block input and all previous layers' outputs (growth rate
 ``growth`` x the level's width), followed by a 1x1 transition back to the level's width.
+
+No nnU-Net form: nnU-Net's networks (dynamic_network_architectures: plain and residual encoders) have no dense
+block, and a dense U-Net would be a new architecture, not a trainer part. A user who has one can bring it as
+their own trainer (``trainer:MODULE.CLASS`` overriding ``build_network_architecture``).
 """
 
 from __future__ import annotations

@@ -10,10 +10,17 @@ Fills the ``voxel_weighting`` slot (as focal loss does): conflicts with ``focal_
 of the baseline loss is left untouched.
 
 The unselected voxels are dropped by indexing, so their gradient is exactly zero (not merely small).
+
+nnU-Net form: a top-k loss. The CE term of nnU-Net's Dice + CE loss becomes the mean cross-entropy of each
+sample's hardest fraction p (nnU-Net's own ``TopKLoss`` keeps a fixed 10 % of the whole batch; this keeps the
+trick's per-sample fraction and its schedule), p following the same schedule over nnU-Net's iterations
+(epoch * iterations per epoch + step). With the ``multitask`` part (region training) the per-element BCE of the
+regions is mined instead.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +41,7 @@ __all__ = [
     "hard_mined_mean",
     "hard_mined_per_sample",
     "HardMiningWeighting",
+    "TopKTerm",
     "HardMining",
 ]
 
@@ -88,6 +96,25 @@ def hard_mined_per_sample(voxel_loss: torch.Tensor, p: float) -> torch.Tensor:
         return flat.mean(1)
     idx = torch.topk(flat.detach(), k, dim=1, sorted=False).indices
     return flat.gather(1, idx).mean(1)
+
+
+class TopKTerm(torch.nn.Module):
+    """nnU-Net's CE term replaced by the per-sample mean over the hardest ``fraction`` of voxels (softmax CE),
+    or (``regions``) of the voxel-region BCE values. The part sets ``fraction`` before every step."""
+
+    def __init__(self, fraction: float, regions: bool) -> None:
+        super().__init__()
+        self.fraction = float(fraction)
+        self.regions = bool(regions)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        if self.regions:
+            values = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+        else:
+            values = voxel_cross_entropy(logits, (target[:, 0] if target.ndim == logits.ndim else target).long())
+        return hard_mined_per_sample(values, self.fraction).mean()
 
 
 @dataclass(frozen=True)
@@ -150,5 +177,36 @@ class HardMining(Trick):
                 "0 < p_end <= p_start <= 1 (the kept fraction decreases)"
             )
 
+    nnunet_form = ("top-k loss: the CE term of nnU-Net's Dice + CE keeps each sample's hardest fraction p of voxels, "
+                   "p falling p_start -> p_end over nnU-Net's iterations")
+
     def apply(self, recipe: Recipe, params: Any) -> None:
         recipe.voxel_weighting = HardMiningWeighting(params.p_start, params.p_end, params.schedule)
+
+    def nnunet_part(self, params: Any) -> type:
+        return _nnunet_part(float(params.p_start), float(params.p_end), str(params.schedule))
+
+
+@functools.cache
+def _nnunet_part(p_start: float, p_end: float, schedule: str) -> type:
+    from bench.engines.nnunet.parts import compound_loss, nnunet_trainer_base, replace_voxel_term
+
+    class HardMiningPart(nnunet_trainer_base()):  # type: ignore[misc]
+        """Top-k CE term; before each training step its kept fraction follows the schedule."""
+
+        def _build_loss(self) -> Any:
+            return replace_voxel_term(super()._build_loss(), lambda regions: TopKTerm(p_start, regions))
+
+        def on_train_epoch_start(self) -> None:
+            super().on_train_epoch_start()
+            self._bench_step = 0
+
+        def train_step(self, batch: dict) -> dict:
+            step = getattr(self, "_bench_step", 0)
+            iteration = self.current_epoch * self.num_iterations_per_epoch + step
+            total = self.num_epochs * self.num_iterations_per_epoch
+            compound_loss(self.loss).ce.fraction = hard_fraction(iteration, total, p_start, p_end, schedule)
+            self._bench_step = step + 1
+            return super().train_step(batch)
+
+    return HardMiningPart

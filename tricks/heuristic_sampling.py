@@ -8,10 +8,18 @@ class (the whole tumour). Ties go to the first candidate drawn, so a draw is a p
 Wraps the ``sampler`` slot: the K candidate corners are drawn by whatever sampler is below (uniform crops in
 the baseline) for the patch size the patch plan chose (any size ``random_patch_size`` draws), so it composes
 with every other sampler-side trick. Unlabeled cases (no label map) keep the first candidate.
+
+nnU-Net form: foreground oversampling. nnU-Net's loader forces a fraction f of each batch to be centred on a
+foreground voxel (``oversample_foreground_percent``, the rest uniform); bench's nnU-Net baseline sets f = 0
+(uniform patches, as the native baseline) and this trick sets f = 1 - 1/K: K = 1 is exactly the baseline, and
+the larger K, the more of each batch is chosen for its tumour (K = 4: 0.75). nnU-Net's loader cannot count the
+foreground of K candidate patches (it sees only sampled foreground locations), so best-of-K itself has no
+nnU-Net form; the oversampled fraction is the nearest one.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,5 +74,24 @@ class HeuristicSampling(Trick):
             metadata={"optuna": ("int", 2, 8), "range": (1, 64), "help": "number of candidate patches K"},
         )
 
+    nnunet_form = "foreground oversampling: oversample_foreground_percent = 1 - 1/K of each batch (baseline 0)"
+
     def apply(self, recipe: Recipe, params: Any) -> None:
         recipe.sampler = HeuristicSampler(recipe.sampler, params.k)
+
+    def nnunet_part(self, params: Any) -> type:
+        return _nnunet_part(1.0 - 1.0 / int(params.k))
+
+
+@functools.cache
+def _nnunet_part(fraction: float) -> type:
+    from bench.engines.nnunet.parts import nnunet_trainer_base
+
+    class HeuristicSamplingPart(nnunet_trainer_base()):  # type: ignore[misc]
+        """Sets the oversampled foreground fraction of each batch."""
+
+        def _bench_configure(self) -> None:
+            super()._bench_configure()
+            self.oversample_foreground_percent = fraction
+
+    return HeuristicSamplingPart

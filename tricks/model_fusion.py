@@ -7,6 +7,9 @@ runner reuses the trainings that other cells already made (the training key is t
 inference-only and left out of it). Probabilities (softmax outputs), not labels, are averaged.
 
 Fills the ``model_set`` slot.
+
+nnU-Net form: the fold ensemble: nnU-Net's predictor averages the softmax (or sigmoid) outputs of the fold
+models given to it (``fold_ensemble`` of :func:`bench.engines.nnunet.compose.inference_settings`).
 """
 
 from __future__ import annotations
@@ -46,5 +49,10 @@ class ModelFusion(Trick):
     class Params:
         pass
 
+    nnunet_form = "nnU-Net's fold ensemble: the predictor averages the probabilities of every fold's model"
+
     def apply(self, recipe: Recipe, params: Any) -> None:
         recipe.model_set = AllFolds()
+
+    def nnunet_inference(self, params: Any, settings: dict[str, Any]) -> None:
+        settings["fold_ensemble"] = True

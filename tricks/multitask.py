@@ -30,10 +30,18 @@ soft Dice added (BENCHMARKS.md, "Real folders and CPU speed").
 
 Wraps the ``loss`` slot, and (sigmoid mode) the ``model.extra_outputs`` slot: its 3 channels come after any
 that tricks applied before it added, so it composes with other extra-output tricks.
+
+nnU-Net form: region-based training, as nnU-Net trains BraTS: the trainer's dataset.json gets the regions
+whole tumour, tumour core and enhancing tumour (``regions_class_order`` 1, 2, 3), the network has one sigmoid
+output per region, the loss is soft Dice + ``weight`` x BCE on the regions, and prediction decodes the regions
+into labels. On nnU-Net the region task replaces the 4-class task instead of adding to it (nnU-Net's network
+has one output head), and its region loss always holds the soft Dice (``region_dice`` has no further effect);
+only ``regions = "sigmoid"`` has a form. Bench's nnU-Net baseline trains the four classes with softmax.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -201,6 +209,17 @@ class Multitask(Trick):
             },
         )
 
+    nnunet_form = ("nnU-Net's region-based training: sigmoid WT/TC/ET outputs, soft Dice + weight x BCE on the "
+                   "regions (baseline: 4 softmax classes)")
+
+    def nnunet_check(self, params: Any) -> None:
+        if params.regions != "sigmoid":
+            raise ValueError(f"regions={params.regions!r} has no nnU-Net form (nnU-Net's region training is "
+                             "sigmoid heads); accepted 'sigmoid'")
+
+    def nnunet_part(self, params: Any) -> type:
+        return _nnunet_part(float(params.weight))
+
     def apply(self, recipe: Recipe, params: Any) -> None:
         if params.regions == "sigmoid":
             offset = int(recipe.extra_outputs)
@@ -209,3 +228,21 @@ class Multitask(Trick):
                                         region_dice=bool(params.region_dice))
         else:
             recipe.loss = MultitaskLoss(recipe.loss, params.weight, "grouped", region_dice=bool(params.region_dice))
+
+
+@functools.cache
+def _nnunet_part(weight: float) -> type:
+    from bench.engines.nnunet.parts import compound_loss, nnunet_trainer_base, region_form
+
+    class MultitaskPart(nnunet_trainer_base()):  # type: ignore[misc]
+        """Region-based training: BraTS regions in the trainer's dataset.json, the BCE term weighted."""
+
+        def _bench_dataset_json(self, dataset_json: dict) -> dict:
+            return region_form(super()._bench_dataset_json(dataset_json))
+
+        def _build_loss(self) -> Any:
+            loss = super()._build_loss()
+            compound_loss(loss).weight_ce = weight
+            return loss
+
+    return MultitaskPart

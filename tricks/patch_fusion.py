@@ -8,6 +8,9 @@ weighted average of the windows that cover it. The paper averages (constant weig
 Inference only: cells that differ only in this trick share their trainings (the training key leaves it out).
 Fills the ``window_fusion`` slot, which :meth:`tricks._registry.Stack.inference_config` turns into the
 ``overlap`` and ``weights`` of the :class:`bench.engine.config.InferenceConfig`.
+
+nnU-Net form: the predictor's tile step (``tile_step_size = 1 - overlap``; off: 1.0, non-overlapping tiles)
+and its Gaussian weighting (``use_gaussian``: weights = "gaussian"; off and "constant": no weighting).
 """
 
 from __future__ import annotations
@@ -48,5 +51,11 @@ class PatchFusion(Trick):
             },
         )
 
+    nnunet_form = "nnU-Net predictor's tile_step_size = 1 - overlap, use_gaussian = weights == 'gaussian' (off: 1.0)"
+
     def apply(self, recipe: Recipe, params: Any) -> None:
         recipe.window_fusion = WindowFusion(overlap=params.overlap, weights=params.weights)
+
+    def nnunet_inference(self, params: Any, settings: dict[str, Any]) -> None:
+        settings["tile_step_size"] = 1.0 - float(params.overlap)
+        settings["use_gaussian"] = params.weights == "gaussian"

@@ -11,6 +11,10 @@ per draw, whatever the batch size).
 
 Fills the ``patch_plan`` slot. The pool is not searched by Optuna (a categorical over pools would need
 tuples as choices); a spec sets it, e.g. ``[tricks.random_patch_size] pool = [[32, 4], [48, 2], [64, 1]]``.
+
+No nnU-Net form: nnU-Net's patch size and batch size are fixed by its plan; its data loader, augmentation
+(initial patch size for rotations), deep-supervision scales and network pooling are built for that one size,
+so drawing a (patch, batch) pair per iteration would replace the loader, not be a trainer part.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ Defaults where the paper gives no number: ``views = 3``, ``subset = 0.8``, ``alp
 inference on every unlabeled case per round.
 
 Replaces the ``procedure`` slot.
+
+No nnU-Net form: the procedure trains several students per round on views and pseudo-labels of unlabeled
+cases; nnU-Net's trainer trains one model on one labelled dataset, so it would be a procedure around several
+nnU-Net trainings and predictions, not a trainer part.
 """
 
 from __future__ import annotations

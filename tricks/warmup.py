@@ -9,14 +9,20 @@ curve is continuous at the join:
     factor(i) = base(i - W, total - W, epoch_length)         for i >= W
 
 ``k`` is not given in the paper; 4 is our default (searchable in [1.5, 20], log scale).
+
+nnU-Net form: nnU-Net sets its learning rate once per epoch (``lr_scheduler.step(epoch)``), so the warm-up
+counts in epochs there: W = round(epochs) epochs rising linearly from lr/k, then nnU-Net's scheduler (poly by
+default) over the remaining epochs, from its own beginning, as above with an epoch length of 1.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.engine.recipe import Recipe
-from bench.engine.schedule import Schedule
+from bench.engine.schedule import ConstantSchedule, Schedule
 from tricks._base import Trick
 from tricks._registry import register
 
@@ -55,5 +61,29 @@ class Warmup(Trick):
                                                  "range": (1.0, None),
                                                  "help": "the rate starts at lr/k (paper: eta -> k*eta)"})
 
+    nnunet_form = ("linear warm-up from lr/k over round(W) epochs, then nnU-Net's poly schedule over the "
+                   "remaining epochs (configure_optimizers)")
+
     def apply(self, recipe: Recipe, params: Params) -> None:
         recipe.schedule = WarmupSchedule(recipe.schedule, params.epochs, params.k)
+
+    def nnunet_part(self, params: Any) -> type:
+        return _nnunet_part(int(round(params.epochs)), float(params.k))
+
+
+@functools.cache
+def _nnunet_part(epochs: int, k: float) -> type:
+    from bench.engines.nnunet.parts import WarmupLR, nnunet_trainer_base
+
+    # the warm-up factor of the native schedule, one "iteration" per epoch (only used while epoch < W)
+    factor = WarmupSchedule(ConstantSchedule(), float(epochs), k)
+
+    class WarmupPart(nnunet_trainer_base()):  # type: ignore[misc]
+        """Wraps the scheduler ``configure_optimizers`` returns in a linear warm-up over the first epochs."""
+
+        def configure_optimizers(self) -> Any:
+            optimizer, scheduler = super().configure_optimizers()
+            return optimizer, WarmupLR(optimizer, scheduler, self.initial_lr, epochs, self.num_epochs,
+                                       lambda e: factor(e, self.num_epochs, 1))
+
+    return WarmupPart
