@@ -47,11 +47,9 @@ _DEFAULTS: dict[str, Any] = {"plans": "nnUNetPlans", "configuration": "3d_fullre
 
 
 def compose_module() -> Any:
-    """The trainer composition (tricks as trainer parts)."""
-    try:
-        from bench.engines.nnunet import compose
-    except ImportError:  # the composition is not in this checkout yet: plain nnUNetTrainer with the budget
-        from bench.engines.nnunet import _standin as compose
+    """The trainer composition (tricks as trainer parts), :mod:`bench.engines.nnunet.compose`."""
+    from bench.engines.nnunet import compose
+
     return compose
 
 
@@ -170,7 +168,8 @@ class NnunetEngine(Engine):
         compose = compose_module()
         settings = dict(compose.inference_settings(job.stack, job.inference))
         cls = compose.trainer_class(job.stack, budget=budget({}))
-        yield from predict(list(checkpoints), data, list(case_ids), cls, settings, device=job.device,
+        dataset_json = compose.dataset_json_for(cls, data.dataset_json())  # the form the trainer trained with
+        yield from predict(list(checkpoints), data, list(case_ids), cls, dataset_json, settings, device=job.device,
                            progress=progress)
 
 

@@ -30,9 +30,11 @@ def device_of(device: str | None) -> Any:
     return torch.device(dev)
 
 
-def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls: type, settings: dict[str, Any],
-            *, device: str | None = None, progress: ProgressFn | None = None) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(case_id, labels)``: uint8 BraTS-2019 labels on the case's source grid."""
+def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls: type, dataset_json: dict,
+            settings: dict[str, Any], *, device: str | None = None,
+            progress: ProgressFn | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(case_id, labels)``: uint8 BraTS-2019 labels on the case's source grid. ``dataset_json`` is the
+    one the trainer trained with (four classes, or regions); either decodes to nnU-Net's BraTS labels 0..3."""
     import torch
     from nnunetv2.imageio.nibabel_reader_writer import NibabelIO
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -45,7 +47,6 @@ def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls
     dev = device_of(device)
     plans_manager = PlansManager(data.plans())
     config = plans_manager.get_configuration(data.configuration)
-    dataset_json = data.dataset_json()
     label_manager = plans_manager.get_label_manager(dataset_json)
     params, axes = [], None
     for ckpt in checkpoints:

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 FINAL = "checkpoint_final.pth"
 LATEST = "checkpoint_latest.pth"
-#: the order of nnU-Net's regions in dataset.json (whole tumour, tumour core, enhancing tumour)
+#: the order of nnU-Net's regions in the region form of dataset.json (whole tumour, tumour core, enhancing)
 REGION_NAMES = ("WT", "TC", "ET")
+#: the label form's classes (oedema, necrosis/non-enhancing core, enhancing): only class 3 is a BraTS region
+CLASS_NAMES = ("ED", "NCR", "ET")
 
 
 def trainer_folder(out_dir: Path) -> Path | None:
@@ -163,9 +165,12 @@ def _curve_row(trainer: Any, epoch: int) -> dict[str, Any]:
                            "val_loss": float(lg.get_value("val_losses", step=epoch)),
                            "lr": float(lg.get_value("lrs", step=epoch))}
     dice = lg.get_value("dice_per_class_or_region", step=epoch)
-    if len(dice) == len(REGION_NAMES):
-        for name, d in zip(REGION_NAMES, dice):
-            row[f"val_dice_{name}"] = float(d)
+    regions = bool(getattr(trainer.label_manager, "has_regions", False))
+    if len(dice) == 3:
+        # nnU-Net's pseudo-Dice is per training output: regions (WT, TC, ET) in the region form; in the label
+        # form per class, where only enhancing tumour is a BraTS region (TC and WT stay unknown until the test)
+        for name, d in zip(REGION_NAMES if regions else CLASS_NAMES, dice):
+            row[f"val_dice_{name}" if regions or name == "ET" else f"val_dice_class_{name}"] = float(d)
     row["seconds"] = float(lg.get_value("epoch_end_timestamps", step=epoch)
                            - lg.get_value("epoch_start_timestamps", step=epoch))
     return row
