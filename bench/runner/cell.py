@@ -226,6 +226,9 @@ def state_curve_row(p: dict[str, Any]) -> dict[str, Any]:
     for r in ("ET", "TC", "WT"):
         if p.get(f"val_dice_{r}") is not None:
             row[f"val_dice_{r.lower()}"] = p[f"val_dice_{r}"]
+    for k, v in p.items():  # an engine's own curve values (nnunet: val_loss, per-class pseudo-Dice)
+        if (k == "val_loss" or k.startswith("val_dice_class_")) and v is not None:
+            row[k.lower()] = v
     return row
 
 
