@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                  "--val-iterations", str(args.val_iterations), "--device", args.device, "--workers",
                  str(args.workers)]
     t0 = time.time()  # first call: plans and preprocesses (not timed) and trains once (warm-up)
-    subprocess.run([*bench_cmd, "--out", str(tmp / "warmup")], check=True, env=env, capture_output=True)
+    res = subprocess.run([*bench_cmd, "--out", str(tmp / "warmup")], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"bench train failed:\n{res.stderr[-3000:]}")
     print(f"prepared and one warm-up training in {time.time() - t0:.1f} s", flush=True)
     nn_root = next((ws / ".bench" / "nnunet").glob("*/nnUNet_preprocessed")).parent
     ext = tmp / "ext"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 
-__all__ = ["INSTALL", "require", "version", "folders", "quiet"]
+__all__ = ["INSTALL", "require", "version", "folders", "environment", "quiet"]
 
 INSTALL = ('the nnunet engine needs nnunetv2, which is not installed: pip install -e ".[nnunet]" '
            "(in a CPU venv add the torchvision that matches the installed torch, e.g. torchvision==0.28.0 for "
@@ -54,6 +54,26 @@ def folders(raw: Path | None = None, preprocessed: Path | None = None,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Environment variables nnU-Net reads (``nnUNet_n_proc_DA``) for the block; torch's CPU thread count is
+    restored after it too (nnU-Net's planner sets it to ``nnUNet_n_proc_DA``)."""
+    import torch
+
+    old = {k: os.environ.get(k) for k in values}
+    threads = torch.get_num_threads()
+    try:
+        os.environ.update(values)
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager

@@ -232,7 +232,9 @@ def _plan_and_preprocess(root: Path, options: dict[str, Any]) -> None:
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
     procs = max(1, min(int(options.get("processes", 2)), os.cpu_count() or 1))
-    with _nn.folders(root / "nnUNet_raw", root / "nnUNet_preprocessed", None), _nn.quiet(root / "nnunet.log"):
+    # the planner sizes with torch.set_num_threads(nnUNet_n_proc_DA), which must be >= 1 there
+    with _nn.folders(root / "nnUNet_raw", root / "nnUNet_preprocessed", None), _nn.quiet(root / "nnunet.log"), \
+            _nn.environment(nnUNet_n_proc_DA=str(procs)):
         api.extract_fingerprint_dataset(DATASET_ID, num_processes=procs, check_dataset_integrity=False, clean=True,
                                         verbose=False, show_progress_bar=False)
         planner = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "experiment_planning"),

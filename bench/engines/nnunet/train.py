@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -82,7 +81,7 @@ def train(data: Any, out_dir: Path, job: TrainJob, trainer_cls: type, *, resume:
 
         shutil.rmtree(out_dir / "nnUNet_results")
     machine = dict(job.machine)
-    os.environ["nnUNet_n_proc_DA"] = str(int(machine.get("num_workers", job.options.get("workers_da", 1)) or 0))
+    n_proc_da = str(int(machine.get("num_workers", 1) or 0))  # data-augmentation processes (0: in-process)
     if machine.get("threads"):
         torch.set_num_threads(int(machine["threads"]))
     # nnU-Net seeds nothing itself: seed what it draws from (network init, augmentation, patch sampling);
@@ -97,7 +96,8 @@ def train(data: Any, out_dir: Path, job: TrainJob, trainer_cls: type, *, resume:
     plans["continue_training"] = latest is not None
     t0 = time.time()
     prior = _read_seconds(out_dir)
-    with _nn.folders(data.raw, data.preprocessed, out_dir / "nnUNet_results"), _nn.quiet(out_dir / "nnunet.log"):
+    with _nn.folders(data.raw, data.preprocessed, out_dir / "nnUNet_results"), _nn.quiet(out_dir / "nnunet.log"), \
+            _nn.environment(nnUNet_n_proc_DA=n_proc_da):
         trainer = trainer_cls(plans=plans, configuration=data.configuration, fold=job.fold,
                               dataset_json=data.dataset_json(), device=_device(machine))
         trainer.save_every = 1
