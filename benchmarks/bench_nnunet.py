@@ -5,8 +5,10 @@
                                       [--val-iterations 2] [--rounds 2] [--device cpu]
 
 Both run the same trainer class on the same plans and preprocessed data: bench plans and preprocesses the
-synthetic cases once (not timed); ``nnUNetv2_train`` then trains bench's composed baseline class, found through
-nnU-Net's ``nnUNet_extTrainer`` folder, with nnU-Net's folders pointed at bench's prepared dataset. Timed: the
+synthetic cases once (not timed); ``nnUNetv2_train``'s entry point (``run_training_entry``: its arguments,
+trainer construction, checkpoint handling, ``run_training`` and final validation) then trains bench's composed
+baseline class, given to its trainer lookup directly (see DRIVER), with nnU-Net's folders pointed at bench's
+prepared dataset. Timed: the
 wall time from starting the process to the final checkpoint's write (``checkpoint_final.pth``), i.e. before
 nnU-Net's own final validation (bench evaluates the test cases itself); the whole process too. Rounds
 alternate the two, so machine load hits both alike. Target: bench at most 5% slower.
@@ -36,6 +38,21 @@ _Base = trainer_class(resolve([]), budget={budget!r})
 
 class nnUNetTrainerBenchCmp(_Base):
     pass
+"""
+
+# nnUNetv2_train's own entry point with its trainer lookup pointed at the class above: nnU-Net's lookup imports
+# every trainer module, and its Primus trainers import timm -> torchvision, which fails to import over the CPU
+# torch 2.13.0 with PyPI's torchvision 0.28.0 ("operator torchvision::nms does not exist")
+DRIVER = """
+import sys
+
+if __name__ == "__main__":  # nnU-Net's final validation spawns processes that import this file
+    import nnunetv2.run.run_training as rt
+    from bench_cmp_trainer import nnUNetTrainerBenchCmp
+
+    rt.recursive_find_trainer_class_by_name = lambda name: nnUNetTrainerBenchCmp
+    sys.argv = ["nnUNetv2_train", *sys.argv[1:]]
+    rt.run_training_entry()
 """
 
 
@@ -84,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ext = tmp / "ext"
     ext.mkdir()
     (ext / "bench_cmp_trainer.py").write_text(textwrap.dedent(EXT_TRAINER.format(budget=budget)))
+    (ext / "nnunet_train.py").write_text(DRIVER)
     nn_env = {**env, "nnUNet_raw": str(nn_root / "nnUNet_raw"), "nnUNet_preprocessed": str(nn_root / "nnUNet_preprocessed"),
-              "nnUNet_extTrainer": str(ext)}
-    nn_bin = Path(sys.executable).with_name("nnUNetv2_train")
+              "nnUNet_extTrainer": str(ext), "PYTHONPATH": str(ext)}
     rows: dict[str, list[tuple[float, float]]] = {"bench": [], "nnUNetv2_train": []}
     for r in range(args.rounds):
         for name in (("bench", "nnUNetv2_train") if r % 2 == 0 else ("nnUNetv2_train", "bench")):
@@ -95,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [*bench_cmd, "--out", str(out)]
                 e = env
             else:
-                cmd = [str(nn_bin), "1", "3d_fullres", "0", "-tr", "nnUNetTrainerBenchCmp", "-device", args.device]
+                cmd = [sys.executable, str(ext / "nnunet_train.py"), "1", "3d_fullres", "0", "-tr",
+                       "nnUNetTrainerBenchCmp", "-device", args.device]
                 e = {**nn_env, "nnUNet_results": str(out)}
             t0 = time.time()
             proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
