@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, SpecError
+from bench.runner.spec_engine import check_engine_forms, engine_section
 from bench.spec.checks import check_keys, closest, err, int_list, typed
 from bench.spec.model import (
     DataSpec,
@@ -319,7 +320,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     # Every check that needs no trick registry comes first: importing the registry imports torch (seconds).
     from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig
 
-    engine, engine_tables = _engine_section(source, raw)
+    engine, engine_tables = engine_section(source, raw)
     if engine_tables is None:
         model = _config_section(source, "model", raw.get("model", {}), ModelConfig)
         train = _config_section(source, "train", raw.get("train", {}), TrainConfig, forbidden=("fold", "seed"))
@@ -398,25 +399,8 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     )
     cls.check(spec)
     _check_rows(spec)
-    _check_engine_forms(spec)
+    check_engine_forms(spec)
     return spec
-
-
-def _check_engine_forms(spec: Spec) -> None:
-    """Tricks of the spec that have no form on its engine, refused in one line before anything runs."""
-    if spec.engine.name == "native":
-        return
-    from bench.engines import get_engine
-
-    eng = get_engine(spec.engine.name)
-    forms = eng.trick_forms()
-    names = [*spec.fixed, *spec.factors, *(t for r in spec.rows for t in r.tricks)]
-    missing = sorted({n for n in names if forms.get(n) is None and not n.startswith("trainer:")})
-    if missing:
-        accepted = [t for t, f in forms.items() if f is not None]
-        raise err(spec.source, f"engine {spec.engine.name!r} has no form of {', '.join(missing)} "
-                               f"(accepted: {', '.join(accepted) or 'none'}; `bench tricks --engine "
-                               f"{spec.engine.name}` lists them)")
 
 
 def _users(which: Any) -> str:
@@ -425,31 +409,6 @@ def _users(which: Any) -> str:
 
     names = [repr(c.name) for c in design_classes() if which(c)]
     return "design = " + " or ".join(names)
-
-
-def _engine_section(source: str, raw: dict[str, Any]) -> tuple[EngineSpec, dict[str, dict[str, Any]] | None]:
-    """``[engine]``: the engine's name and its keys, validated by the engine (with the ``[model]``, ``[train]``
-    and ``[inference]`` tables it reads); ``None`` tables for the native engine, whose tables are checked here."""
-    from bench.engines import get_engine
-
-    table = raw.get("engine", {})
-    if not isinstance(table, dict):
-        raise _err(source, "[engine] must be a table, e.g. [engine] name = \"nnunet\"")
-    name = table.get("name", "native")
-    if not isinstance(name, str):
-        raise _err(source, f"engine.name = {name!r} must be a string")
-    try:
-        eng = get_engine(name)
-    except BenchError as exc:
-        raise _err(source, f"engine.name: {exc}") from None
-    options = {k: v for k, v in table.items() if k != "name"}
-    if name == "native" and not options:
-        return EngineSpec(), None
-    tables = eng.validate(source, {"engine": options, "model": raw.get("model", {}), "train": raw.get("train", {}),
-                                   "inference": raw.get("inference", {})})
-    if name == "native":
-        return EngineSpec(), None
-    return EngineSpec(name, dict(tables["engine"])), tables
 
 
 def _evaluation_section(source: str, table: Any) -> EvaluationSpec:
