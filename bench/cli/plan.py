@@ -45,6 +45,8 @@ def _print_text(d: dict[str, Any]) -> None:
     factors = d["factors"]
     w(f"{d['name']} ({d['source']}): design {d['design']}, factors {', '.join(factors) or '-'}"
       + (f", fixed {', '.join(d['fixed'])}" if d["fixed"] else "") + "\n")
+    eng = dict(d["engine"])
+    w(f"engine: {eng.pop('name')}" + "".join(f", {k} = {v}" for k, v in eng.items()) + "\n")
     stages = ", ".join(f"{k} {v}" for k, v in d["stages"].items())
     rows = d["rows"]
     w(f"{rows} x {len(d['folds'])} fold(s) x {len(d['seeds'])} seed(s) = "

@@ -39,6 +39,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
     p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")
     _split_options(p)
+    from bench.cli.engine_run import add_engine_options
+
+    add_engine_options(p, training=True)
     p.set_defaults(handler=_train)
 
     q = subparsers.add_parser(
@@ -65,7 +68,10 @@ def register(subparsers: Any) -> None:
                         "that does not record it)")
     q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     q.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
+    q.add_argument("--tricks", default="", help="--engine other than native: the tricks the model was trained "
+                                                 "with (they decide its trainer) and the inference tricks")
     _split_options(q)
+    add_engine_options(q, training=False)
     q.set_defaults(handler=_predict)
 
 
@@ -116,6 +122,18 @@ def open_dataset(path: str, *, spacing: float | None, cache: str | None, progres
     return ds
 
 
+def _native(args: argparse.Namespace, names: tuple[str, ...]) -> bool:
+    """True for the native engine (refusing the other engines' options); False for another engine."""
+    from bench.errors import SpecError
+
+    if args.engine != "native":
+        return False
+    for name in names:
+        if getattr(args, name, None) not in (None, "", False):
+            raise SpecError(f"--{name.replace('_', '-')} is an option of --engine nnunet, not of the native engine")
+    return True
+
+
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -123,6 +141,11 @@ def _train(args: argparse.Namespace) -> int:
     from bench.engine import api
     from bench.engine.config import ModelConfig, TrainConfig
     from bench.errors import SpecError
+
+    if not _native(args, ("plans", "configuration", "epochs", "val_iterations")):
+        from bench.cli.engine_run import train
+
+        return train(args)
 
     params: dict[str, dict[str, Any]] = {}
     for text in args.sets:
@@ -248,6 +271,10 @@ def _predict(args: argparse.Namespace) -> int:
     from bench.engine.config import InferenceConfig
     from bench.errors import SpecError
 
+    if not _native(args, ("plans", "configuration", "tricks")):
+        from bench.cli.engine_run import predict
+
+        return predict(args)
     paths = [Path(p.strip()) for p in args.model.split(",") if p.strip()]
     if not paths:
         raise SpecError("--model: give at least one checkpoint file")

@@ -12,6 +12,8 @@ def register(subparsers: Any) -> None:
         "tricks", help="list the registered tricks (phase, slots, parameters, requires/conflicts)",
         description="List the registered tricks, or show one in detail.",
     )
+    p.add_argument("--engine", default=None, metavar="NAME",
+                   help="what each trick becomes on this engine (native, nnunet); tricks without a form say so")
     sub = p.add_subparsers(dest="tricks_command", metavar="SUBCOMMAND")
     show = sub.add_parser("show", help="one trick in detail: parameters with defaults and search ranges")
     show.add_argument("name", help="trick name")
@@ -39,8 +41,39 @@ def _params(trick: Any) -> list[tuple[str, str, Any, str, str]]:
     return out
 
 
+def _forms(name: str) -> int:
+    import textwrap
+
+    import tricks
+    from bench.engines import get_engine
+    from bench.errors import SpecError
+
+    try:
+        eng = get_engine(name)
+    except SpecError as exc:
+        raise SpecError(f"--engine {name}: {exc}") from None
+    forms = eng.trick_forms()
+    print(f"engine {eng.name}: {eng.summary}\n")
+    width = max(len(t.name) for t in tricks.list_tricks())
+    print(f"{'name'.ljust(width)}  {'phase'.ljust(9)}  form on {eng.name}")
+    print(f"{'-' * width}  {'-' * 9}  {'-' * 40}")
+    for t in tricks.list_tricks():
+        form = forms.get(t.name)
+        lines = textwrap.wrap(form, 110 - width - 13) if form else ["(no form: refused on this engine)"]
+        print(f"{t.name.ljust(width)}  {t.phase.ljust(9)}  {lines[0]}")
+        for more in lines[1:]:
+            print(f"{' ' * width}  {' ' * 9}  {more}")
+    n = sum(1 for f in forms.values() if f is not None)
+    print(f"\n{n} of {len(forms)} tricks have a form on {eng.name}"
+          + ("; a user's trainer class is a factor too: trainer:MODULE.CLASS" if eng.name == "nnunet" else ""))
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     import tricks
+
+    if getattr(args, "engine", None):
+        return _forms(args.engine)
 
     rows = [("name", "phase", "slots", "parameters (defaults)", "requires", "conflicts", "paper")]
     for t in tricks.list_tricks():

@@ -15,7 +15,7 @@ from bench.errors import SpecError
 __all__ = ["Engine", "PreparedData", "TrainJob", "PredictJob", "register", "get_engine", "list_engines"]
 
 #: modules that register an engine when imported (one each); none may import its framework at import time
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = ("native", "nnunet.engine")
 
 _REGISTRY: dict[str, type[Engine]] = {}
 

@@ -132,7 +132,8 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def training_key(self, data: PreparedData, job: TrainJob) -> str:
         """Hash of everything that changes this training's result (data fingerprint, model, budget, fold, seed,
-        training-phase tricks and their parameters, engine and its version); machine settings left out."""
+        training-phase tricks and their parameters, engine and its version); machine settings left out. Reads
+        only ``data.fingerprint`` of ``data`` (``bench plan`` computes keys before any data is prepared)."""
 
     @abc.abstractmethod
     def train(self, data: PreparedData, out_dir: Path, job: TrainJob, *, resume: bool = True,
@@ -142,6 +143,15 @@ class Engine(abc.ABC):
         ``seconds``; ``iterations``). Resumes from the last checkpoint in ``out_dir``; when ``stop`` is set it
         saves a checkpoint and raises ``bench.engine.api.TrainingStopped``. ``progress(info)`` gets at least
         ``iteration``, ``total``, ``loss``."""
+
+    @abc.abstractmethod
+    def budget_iterations(self, train: dict[str, Any]) -> int:
+        """Optimiser steps of one training with the spec's ``[train]`` table (``bench plan``'s cost line)."""
+
+    def resume_point(self, out_dir: Path) -> Path | None:
+        """The checkpoint in ``out_dir`` a new :meth:`train` call would resume from (None: it starts afresh);
+        the runner says so in its log, since a handed-over cell must continue, never restart."""
+        return None
 
     @abc.abstractmethod
     def predict(self, checkpoints: Sequence[Path], data: PreparedData, case_ids: Sequence[str], job: PredictJob,

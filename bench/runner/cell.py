@@ -20,7 +20,7 @@ from bench.errors import BenchError, TrainingDiverged
 from bench.runner import locks, state
 from bench.runner.lease import Heartbeat
 from bench.runner.spec import Spec
-from bench.runner.workspace import ensure_dataset, test_cases
+from bench.runner.workspace import engine_of, ensure_dataset, test_cases
 
 __all__ = ["CellExecution", "Interrupted", "Pruned", "objective_from_curve", "state_curve_row", "reason_of"]
 
@@ -65,20 +65,22 @@ class CellExecution:
         raise NotImplementedError
 
     def _execute(self, info: state.CellInfo, trial: Any, stop: threading.Event, hb: Heartbeat) -> Any:
-        from bench.engine.api import predict
+        from bench.engines import PredictJob
         from bench.evaluation.per_case import case_rows
         from bench.runner.plan import training_plan
         from tricks import resolve
 
         spec = self.spec
+        eng, options = engine_of(spec)
         ds = ensure_dataset(spec, self.opts.workspace)
         stack = resolve(list(info.tricks), info.params)
+        eng.check_stack(stack)
         plan = training_plan(spec, _conf_view(info), info.fold, info.seed, ds.fingerprint, ds.n_folds)
         checkpoints: list[str] = []
         train_seconds = 0.0
         own_curve: list[dict[str, Any]] = []
         for i, (fold, key) in enumerate(plan):
-            ckpt, seconds, curve = self._ensure_training(info, fold, key, stack, ds, stop, hb,
+            ckpt, seconds, curve = self._ensure_training(eng, options, info, fold, key, stack, ds, stop, hb,
                                                          trial if i == 0 else None)
             checkpoints.append(ckpt)
             train_seconds += seconds
@@ -91,10 +93,10 @@ class CellExecution:
             if c is not None:
                 c.training_key = plan[0][1]
         t_eval = time.time()
-        icfg = stack.inference_config(spec.inference_config(device=self.opts.device))
+        pjob = PredictJob(stack, inference=dict(spec.inference), options=options, device=self.opts.device)
         metrics: list[dict[str, Any]] = []
         cases = test_cases(spec, ds)
-        for n, (case_id, labels) in enumerate(predict(checkpoints, ds, cases, icfg, device=self.opts.device)):
+        for n, (case_id, labels) in enumerate(eng.predict([Path(c) for c in checkpoints], ds, cases, pjob)):
             if stop.is_set():
                 raise Interrupted()
             spacing = ds.meta(case_id).spacing
@@ -109,10 +111,12 @@ class CellExecution:
         fields["mlflow_run_id"] = self._mlflow_done(info, metrics, own_curve, objective, fields) or None
         return metrics, fields, [k for _, k in plan], objective
 
-    def _ensure_training(self, info: state.CellInfo, fold: int, key: str, stack: Any, ds: Any,
-                         stop: threading.Event, hb: Heartbeat, trial: Any) -> tuple[str, float, list]:
-        """Reuse or run one training; returns (checkpoint, seconds, curve)."""
-        from bench.engine.api import FINAL_CHECKPOINT, LAST_CHECKPOINT, TrainingStopped, train
+    def _ensure_training(self, eng: Any, options: dict[str, Any], info: state.CellInfo, fold: int, key: str,
+                         stack: Any, ds: Any, stop: threading.Event, hb: Heartbeat,
+                         trial: Any) -> tuple[str, float, list]:
+        """Reuse or run one training through the engine; returns (checkpoint, seconds, curve)."""
+        from bench.engine.api import TrainingStopped
+        from bench.runner.plan import train_job
 
         spec = self.spec
         out_dir = self.opts.workspace.trainings / key
@@ -120,7 +124,7 @@ class CellExecution:
         if self.opts.threads:
             machine["threads"] = self.opts.threads
             machine["num_workers"] = 0
-        tcfg = spec.train_config(fold, info.seed, **machine)
+        job = train_job(spec, stack, fold, info.seed, options, machine)
         while True:
             status, row = locks.claim_training(self.store, key, fold, info.seed, self.wid,
                                                self.opts.heartbeat_timeout, items=dict(stack.training_items()),
@@ -136,13 +140,13 @@ class CellExecution:
             break
         # claimed (or done elsewhere with the checkpoint missing here: train again, deterministic)
         hb.training_key = key
-        if (out_dir / LAST_CHECKPOINT).exists():
+        resume_from = eng.resume_point(out_dir)
+        if resume_from is not None:
             # said on purpose: a handed-over cell must continue, never retrain from scratch
-            log.warning("cell %s: training %s resumes from its checkpoint %s", info.cell_id, key[:12],
-                        out_dir / LAST_CHECKPOINT)
+            log.warning("cell %s: training %s resumes from its checkpoint %s", info.cell_id, key[:12], resume_from)
         progress = _progress_fn(self, info, trial, stop, spec)
         try:
-            result = train(ds, out_dir, spec.model_config(), tcfg, stack, resume=True, progress=progress, stop=stop)
+            result = eng.train(ds, out_dir, job, resume=True, progress=progress, stop=stop)
         except TrainingStopped:
             locks.release_training(self.store, key, self.wid)
             if getattr(progress, "pruned", None):
@@ -153,7 +157,7 @@ class CellExecution:
             raise
         finally:
             hb.training_key = None
-        ckpt = str(result.checkpoint if result.checkpoint else out_dir / FINAL_CHECKPOINT)
+        ckpt = str(result.checkpoint)
         locks.finish_training(self.store, key, self.wid, ckpt, float(result.seconds), int(result.iterations),
                               list(result.curve))
         return ckpt, float(result.seconds), list(result.curve)
@@ -219,6 +223,9 @@ def state_curve_row(p: dict[str, Any]) -> dict[str, Any]:
     for r in ("ET", "TC", "WT"):
         if p.get(f"val_dice_{r}") is not None:
             row[f"val_dice_{r.lower()}"] = p[f"val_dice_{r}"]
+    for k, v in p.items():  # an engine's own curve values (nnunet: val_loss, per-class pseudo-Dice)
+        if (k == "val_loss" or k.startswith("val_dice_class_")) and v is not None:
+            row[k.lower()] = v
     return row
 
 

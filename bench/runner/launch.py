@@ -22,7 +22,7 @@ from bench.runner.plan import plan as make_plan
 from bench.runner.plan import training_plan
 from bench.runner.search import search_settings
 from bench.runner.spec import Spec
-from bench.runner.workspace import Workspace, ensure_dataset
+from bench.runner.workspace import Workspace, engine_of, ensure_dataset
 
 __all__ = ["RunOptions", "RunResult", "Prepared", "prepare_run", "launch", "summary_table", "parse_devices"]
 
@@ -112,6 +112,10 @@ def prepare_run(opts: RunOptions) -> Prepared:
     # Grids, ladders and lists claim their cells in the results database; only a search uses the Optuna queue.
     storage = open_storage(opts.storage_url, ws.root) if design_class(spec.design).searches else None
 
+    engine, _ = engine_of(spec)
+    for conf in p.configurations:  # tricks without a form on the engine: refused before anything is prepared
+        if not conf.refused:
+            engine.check_stack(conf.stack())
     ds = ensure_dataset(spec, ws, progress=opts.progress)
     keys: set[str] = set()
     for cell in p.cells:

@@ -20,7 +20,7 @@ from bench.design import design_for
 from bench.errors import BenchError, SpecError
 from bench.runner.spec import Spec
 
-__all__ = ["PlannedConfiguration", "PlannedCell", "Plan", "plan", "training_plan", "configuration_for"]
+__all__ = ["PlannedConfiguration", "PlannedCell", "Plan", "plan", "training_plan", "train_job", "configuration_for"]
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,30 @@ def plan(spec: Spec) -> Plan:
 
 def training_plan(spec: Spec, conf: PlannedConfiguration, fold: int, seed: int, fingerprint: str,
                   n_folds: int) -> list[tuple[int, str]]:
-    """``[(fold, training key)]`` of every training a cell needs; the cell's own fold comes first."""
-    from bench.engine.api import training_key
+    """``[(fold, training key)]`` of every training a cell needs (the spec's engine decides which folds and
+    the keys); the cell's own fold comes first."""
+    from bench.runner.workspace import engine_of
 
+    eng, options = engine_of(spec)
     stack = conf.stack()
-    folds = stack.folds_for(fold, n_folds)
-    folds = [fold] + [f for f in folds if f != fold] if fold in folds else list(folds)
-    model_cfg = spec.model_config()
+    data = _Fingerprint(fingerprint)
     out = []
-    for f in folds:
-        out.append((f, training_key(fingerprint, model_cfg, spec.train_config(f, seed), stack)))
+    for f in eng.folds_for(stack, fold, n_folds):
+        out.append((f, eng.training_key(data, train_job(spec, stack, f, seed, options))))
     return out
+
+
+def train_job(spec: Spec, stack: Any, fold: int, seed: int, options: dict[str, Any],
+              machine: dict[str, Any] | None = None) -> Any:
+    """The engine's :class:`bench.engines.TrainJob` of one training of a spec's cell."""
+    from bench.engines import TrainJob
+
+    return TrainJob(fold, seed, stack, model=dict(spec.model), train=dict(spec.train), options=dict(options),
+                    machine=dict(machine or {}))
+
+
+@dataclass(frozen=True)
+class _Fingerprint:
+    """What a training key reads of a prepared dataset: its fingerprint (``bench plan`` has no data yet)."""
+
+    fingerprint: str

@@ -53,7 +53,10 @@ def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path
     for cell in p.cells:
         stages[cell.stage] = stages.get(cell.stage, 0) + 1
     n_cells, n_trainings = design_class(spec.design).planned_size(spec, len(p.cells), len(keys))
-    iterations = int(spec.train_config().iterations)
+    from bench.runner.workspace import engine_of
+
+    engine, engine_options = engine_of(spec)
+    iterations = int(engine.budget_iterations(dict(spec.train)))
     cost: dict[str, Any] = {"iterations_per_training": iterations, "iterations": iterations * n_trainings}
     speed = measured_speed(results_url, sqlite_path) if results_url else None
     if speed is not None:
@@ -61,6 +64,7 @@ def plan_summary(spec: Any, *, results_url: str | None = None, sqlite_path: Path
                     hours=speed[0] * iterations * n_trainings / 3600.0)
     return {
         "name": spec.name, "design": spec.design, "source": spec.source,
+        "engine": {"name": engine.name, **engine_options},
         "factors": list(spec.factors), "fixed": list(spec.fixed), "folds": list(spec.folds),
         "seeds": list(spec.seeds),
         "configurations": [{"label": c.label, "toggles": dict(c.toggles),

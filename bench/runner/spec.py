@@ -31,8 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, SpecError
+from bench.runner.spec_engine import check_engine_forms, engine_section
 from bench.spec.checks import check_keys, closest, err, int_list, typed
-from bench.spec.model import DataSpec, EvaluationSpec, FractionalSpec, OptunaSpec, ReplicationSpec, Row, Spec
+from bench.spec.model import (
+    DataSpec,
+    EngineSpec,
+    EvaluationSpec,
+    FractionalSpec,
+    OptunaSpec,
+    ReplicationSpec,
+    Row,
+    Spec,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,6 +62,7 @@ __all__ = [
     "DESIGNS",
     "OBJECTIVES",
     "FractionalSpec",
+    "EngineSpec",
 ]
 
 
@@ -85,6 +96,7 @@ _TOP_KEYS = {
     "inference": "InferenceConfig fields",
     "optuna": "search settings",
     "evaluation": "extra test-set metrics, e.g. {lesionwise = 'gli'} or {rules = '2025', cohort = 'gli'}",
+    "engine": "the training engine and its keys, e.g. {name = 'nnunet', plans = 'nnUNetPlans'} (default native)",
     "replication": "adaptive replication: halfwidth, looks, max_seeds, margin, alpha, allocation",
 }
 
@@ -311,9 +323,13 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     # Every check that needs no trick registry comes first: importing the registry imports torch (seconds).
     from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig
 
-    model = _config_section(source, "model", raw.get("model", {}), ModelConfig)
-    train = _config_section(source, "train", raw.get("train", {}), TrainConfig, forbidden=("fold", "seed"))
-    inference = _config_section(source, "inference", raw.get("inference", {}), InferenceConfig)
+    engine, engine_tables = engine_section(source, raw)
+    if engine_tables is None:
+        model = _config_section(source, "model", raw.get("model", {}), ModelConfig)
+        train = _config_section(source, "train", raw.get("train", {}), TrainConfig, forbidden=("fold", "seed"))
+        inference = _config_section(source, "inference", raw.get("inference", {}), InferenceConfig)
+    else:
+        model, train, inference = (engine_tables[k] for k in ("model", "train", "inference"))
 
     opt_raw = raw.get("optuna", {})
     if not isinstance(opt_raw, dict):
@@ -382,11 +398,12 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         name=name, source=source, text=text, design=design, baseline_label=baseline_label, folds=folds,
         seeds=seeds, objective=objective, fixed=fixed, factors=factors, labels=dict(labels), params=params,
         rows=tuple(rows), data=data, model=model, train=train, inference=inference, optuna=opt,
-        description=description, evaluation=evaluation, replication=replication, **settings,
+        description=description, evaluation=evaluation, replication=replication, engine=engine, **settings,
     )
     cls.check(spec)
     cls.check_data(spec)
     _check_rows(spec)
+    check_engine_forms(spec)
     return spec
 
 

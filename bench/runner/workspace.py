@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.runner.spec import Spec
 
-__all__ = ["Workspace", "ensure_dataset", "test_cases", "package_versions", "git_commit"]
+__all__ = ["Workspace", "ensure_dataset", "test_cases", "package_versions", "git_commit", "engine_of"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
-_DATASETS: dict[tuple[str, str], Any] = {}
+_DATASETS: dict[tuple[str, ...], Any] = {}
 
 
 def _synthetic_folder(spec: Spec, ws: Workspace) -> Path:
@@ -121,19 +121,24 @@ def _synthetic_folder(spec: Spec, ws: Workspace) -> Path:
     return folder
 
 
-def ensure_dataset(spec: Spec, ws: Workspace, *, progress: bool = False) -> Any:
-    """Generate (synthetic) and prepare the spec's dataset in the workspace cache; cached per process."""
-    from bench.data.prepare import prepare
+def engine_of(spec: Spec) -> tuple[Any, dict[str, Any]]:
+    """The spec's engine (``[engine] name``, native by default) and its validated ``[engine]`` options."""
+    from bench.engines import get_engine
 
+    es = getattr(spec, "engine", None)
+    name = getattr(es, "name", None) or "native"
+    return get_engine(name), dict(getattr(es, "options", None) or {})
+
+
+def ensure_dataset(spec: Spec, ws: Workspace, *, progress: bool = False) -> Any:
+    """Generate (synthetic) and prepare the spec's dataset in the workspace through the spec's engine; cached
+    per process."""
+    eng, options = engine_of(spec)
     source = _synthetic_folder(spec, ws) if spec.data.is_synthetic else Path(spec.data.path).expanduser()
-    key = (str(source), json.dumps(dataclasses.asdict(spec.data), sort_keys=True, default=str))
+    key = (eng.name, str(source), str(ws.root), json.dumps(dataclasses.asdict(spec.data), sort_keys=True, default=str),
+           json.dumps(options, sort_keys=True, default=str))
     if key not in _DATASETS:
-        _DATASETS[key] = prepare(source, ws.cache, spacing=spec.data.spacing, normalization=spec.data.normalization,
-                                 fmt=spec.data.format, folds=spec.data.folds, test_fraction=spec.data.test_fraction,
-                                 split_seed=spec.data.split_seed, progress=progress,
-                                 test_ids=spec.data.test_ids, splits=spec.data.splits,
-                                 options=("data.folds", "data.test_fraction"),
-                                 split_names=("data.test_ids", "data.splits"))
+        _DATASETS[key] = eng.prepare(spec.data, source, ws.root, options=options, progress=progress)
     return _DATASETS[key]
 
 

@@ -12,7 +12,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Spec", "DataSpec", "OptunaSpec", "EvaluationSpec", "ReplicationSpec", "FractionalSpec", "Row"]
+__all__ = ["Spec", "DataSpec", "OptunaSpec", "EvaluationSpec", "ReplicationSpec", "FractionalSpec", "Row",
+           "EngineSpec"]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """``[engine]``: which engine trains and predicts (``bench.engines``) and its own validated keys."""
+
+    name: str = "native"
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class Spec:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     replication: ReplicationSpec | None = None
     fractional: FractionalSpec = field(default_factory=FractionalSpec)
+    engine: EngineSpec = field(default_factory=EngineSpec)
 
     @property
     def hash(self) -> str:
@@ -139,6 +149,8 @@ class Spec:
                 "inference": self.inference, "objective": self.objective}
         if self.evaluation.core():  # absent otherwise, so older experiments keep their hash
             core["evaluation"] = self.evaluation.core()
+        if self.engine.name != "native":  # absent for the native engine, so older experiments keep their hash
+            core["engine"] = {"name": self.engine.name, **self.engine.options}
         return core
 
     def core_hash(self) -> str:

@@ -1,0 +1,79 @@
+"""Predictions with nnU-Net's predictor (sliding window, tile step, mirroring; several checkpoints: the fold
+ensemble), written back in the source geometry and BraTS-2019 labels for bench's own evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.engines._base import ProgressFn
+from bench.engines.nnunet import _nn
+
+__all__ = ["predict", "device_of"]
+
+
+def device_of(device: str | None) -> Any:
+    """torch device for ``device`` ("auto"/None: CUDA when available). A CUDA device on a machine without
+    CUDA is an error, never a silent CPU run."""
+    import torch
+
+    from bench.errors import SpecError
+
+    dev = device or "auto"
+    if dev == "auto":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        raise SpecError(f"--device {dev}: CUDA is not available on this machine (use --device cpu)")
+    return torch.device(dev)
+
+
+def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls: type, dataset_json: dict,
+            settings: dict[str, Any], *, device: str | None = None,
+            progress: ProgressFn | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(case_id, labels)``: uint8 BraTS-2019 labels on the case's source grid. ``dataset_json`` is the
+    one the trainer trained with (four classes, or regions); either decodes to nnU-Net's BraTS labels 0..3."""
+    import torch
+    from nnunetv2.imageio.nibabel_reader_writer import NibabelIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from bench.engines.nnunet.data import from_nnunet_labels
+    from bench.errors import DataError
+
+    dev = device_of(device)
+    plans_manager = PlansManager(data.plans())
+    config = plans_manager.get_configuration(data.configuration)
+    label_manager = plans_manager.get_label_manager(dataset_json)
+    params, axes = [], None
+    for ckpt in checkpoints:
+        state = torch.load(str(ckpt), map_location="cpu", weights_only=False)
+        params.append(state["network_weights"])
+        axes = state.get("inference_allowed_mirroring_axes", axes)
+    network = trainer_cls.build_network_architecture(
+        plans_manager, config, determine_num_input_channels(plans_manager, config, dataset_json),
+        label_manager.num_segmentation_heads, False)
+    log_file = Path(checkpoints[0]).parent / "predict.log"
+    with _nn.quiet(log_file):
+        predictor = nnUNetPredictor(tile_step_size=float(settings.get("tile_step_size", 0.5)),
+                                    use_gaussian=bool(settings.get("use_gaussian", True)),
+                                    use_mirroring=bool(settings.get("use_mirroring", True)),
+                                    perform_everything_on_device=dev.type == "cuda", device=dev, verbose=False,
+                                    verbose_preprocessing=False, allow_tqdm=False)
+        predictor.manual_initialization(network.to(dev), plans_manager, config, params, dataset_json,
+                                        trainer_cls.__name__, axes)
+    reader = NibabelIO()
+    for n, cid in enumerate(case_ids):
+        with _nn.quiet(log_file):
+            image, props = reader.read_images(data.image_files(cid))
+            seg = predictor.predict_single_npy_array(image, {"spacing": props["spacing"]})
+        labels = from_nnunet_labels(np.asarray(seg).transpose(2, 1, 0))  # nnU-Net's (z, y, x) -> bench's (x, y, z)
+        shape = tuple(data.meta(cid).source_shape)
+        if labels.shape != shape:
+            raise DataError(f"nnU-Net predicted case {cid} on a {labels.shape} grid; its source grid is {shape}")
+        if progress is not None:
+            progress({"case": cid, "done": n + 1, "total": len(case_ids)})
+        yield cid, np.ascontiguousarray(labels)
