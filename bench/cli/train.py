@@ -60,7 +60,9 @@ def register(subparsers: Any) -> None:
     q.add_argument("--regions", action="store_true",
                    help="predict from the sigmoid ET/WT/TC outputs of a multitask model (nnU-Net's way)")
     q.add_argument("--tricks", default="",
-                   help="inference tricks, comma-separated: patch_fusion, et_to_necrosis, drop_stray_components")
+                   help="tricks, comma-separated: the inference tricks to apply (patch_fusion, et_to_necrosis, "
+                        "drop_stray_components); with --engine other than native also the training tricks the "
+                        "model was trained with (they decide its trainer)")
     q.add_argument("--set", dest="sets", action="append", default=[], metavar="TRICK.PARAM=VALUE",
                    help="a parameter of those tricks, e.g. et_to_necrosis.min_volume=300 (repeatable)")
     q.add_argument("--spacing", type=float, default=None,
@@ -68,8 +70,6 @@ def register(subparsers: Any) -> None:
                         "that does not record it)")
     q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     q.add_argument("--cache", default=None, help="prepared-cache root (default .bench/cache)")
-    q.add_argument("--tricks", default="", help="--engine other than native: the tricks the model was trained "
-                                                 "with (they decide its trainer) and the inference tricks")
     _split_options(q)
     add_engine_options(q, training=False)
     q.set_defaults(handler=_predict)
@@ -271,7 +271,7 @@ def _predict(args: argparse.Namespace) -> int:
     from bench.engine.config import InferenceConfig
     from bench.errors import SpecError
 
-    if not _native(args, ("plans", "configuration", "tricks")):
+    if not _native(args, ("plans", "configuration")):
         from bench.cli.engine_run import predict
 
         return predict(args)
