@@ -32,6 +32,7 @@ from typing import Any
 
 from bench.errors import BenchError, SpecError
 from bench.runner.spec_engine import check_engine_forms, engine_section
+from bench.runner.spec_sections import evaluation_section, replication_section
 from bench.spec.checks import check_keys, closest, err, int_list, typed
 from bench.spec.model import (
     DataSpec,
@@ -121,9 +122,6 @@ _DATA_KEYS = ("path", "synthetic", "format", "folds", "test_fraction", "split_se
 _SYNTH_KEYS = ("cases", "unlabeled", "shape", "seed", "format")
 _ROW_KEYS = ("label", "tricks", "params")
 _OPTUNA_KEYS = ("trials", "sampler", "pruner", "seed", "search_params")
-_EVALUATION_KEYS = ("lesionwise", "rules", "cohort")
-COHORTS = ("gli", "ssa", "ped", "men", "met")  # bench.evaluation.lesionwise.COHORTS
-_REPLICATION_KEYS = ("halfwidth", "looks", "max_seeds", "margin", "alpha", "allocation")
 
 
 _err = err
@@ -350,7 +348,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
     if opt.pruner not in PRUNERS:
         raise _err(source, f"optuna.pruner = {opt.pruner!r} is not one of {', '.join(PRUNERS)}")
 
-    evaluation = _evaluation_section(source, raw.get("evaluation", {}))
+    evaluation = evaluation_section(source, raw.get("evaluation", {}))
 
     fixed = _trick_list(source, "fixed", raw.get("fixed", []))
     factors = _trick_list(source, "factors", raw.get("factors", []))
@@ -362,7 +360,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_data: bool = True) ->
         raise _err(source, "labels must be a table of strings, e.g. labels = { model_fusion = 'fuse' }")
     _trick_params(source, "labels", {k: {} for k in labels})
     params = _trick_params(source, "params", raw.get("params", {}))
-    replication = _replication(source, raw, cls)
+    replication = replication_section(source, raw, cls)
 
     # rows
     rows: list[Row] = []
@@ -413,79 +411,6 @@ def _users(which: Any) -> str:
 
     names = [repr(c.name) for c in design_classes() if which(c)]
     return "design = " + " or ".join(names)
-
-
-def _evaluation_section(source: str, table: Any) -> EvaluationSpec:
-    if not isinstance(table, dict):
-        raise _err(source, "[evaluation] must be a table")
-    _check_keys(source, "[evaluation]", table, _EVALUATION_KEYS)
-    cohort = table.get("lesionwise")
-    if cohort is not None and (not isinstance(cohort, str) or cohort.strip().lower() not in COHORTS):
-        raise _err(source, f"evaluation.lesionwise = {cohort!r} is not one of {', '.join(COHORTS)}")
-    lesionwise = cohort.strip().lower() if cohort is not None else None
-    rules, year_cohort = table.get("rules"), table.get("cohort")
-    if rules is None:
-        if year_cohort is not None:
-            raise _err(source, "evaluation.cohort needs evaluation.rules (\"2023\", \"2024\" or \"2025\")")
-        return EvaluationSpec(lesionwise=lesionwise)
-    from bench.evaluation.rules import RULES
-
-    if isinstance(rules, int) and not isinstance(rules, bool):
-        rules = str(rules)
-    if not isinstance(rules, str) or rules.strip() not in RULES:
-        raise _err(source, f"evaluation.rules = {rules!r} is not one of {', '.join(repr(y) for y in RULES)}")
-    year = RULES[rules.strip()]
-    if year_cohort is not None and not isinstance(year_cohort, str):
-        raise _err(source, f"evaluation.cohort = {year_cohort!r} is not one of {', '.join(year.cohorts())}")
-    try:
-        name = year.cohort(year_cohort, where="evaluation.cohort")
-    except SpecError as exc:
-        raise _err(source, str(exc)) from None
-    if year.year == "2017":
-        return EvaluationSpec(lesionwise=lesionwise)
-    if year.year == "2023":  # the lesion-wise columns: the same spec as lesionwise = COHORT
-        if lesionwise is not None and lesionwise != name:
-            raise _err(source, f"evaluation.lesionwise = {lesionwise!r} and evaluation.cohort = {name!r} differ")
-        return EvaluationSpec(lesionwise=name)
-    return EvaluationSpec(lesionwise=lesionwise, rules=year.year, cohort=name)
-
-
-def _replication(source: str, raw: dict[str, Any], cls: Any) -> ReplicationSpec | None:
-    rep = raw.get("replication")
-    if rep is None:
-        return None
-    if not isinstance(rep, dict):
-        raise _err(source, "[replication] must be a table")
-    _check_keys(source, "[replication]", rep, _REPLICATION_KEYS)
-    if not cls.replicable:
-        from bench.design import design_classes
-
-        ok = [c.name for c in design_classes() if c.replicable]
-        raise _err(source, f"[replication] cannot be used with design = {cls.name!r} (accepted with "
-                           f"{', '.join(ok[:-1])} and {ok[-1]} designs)")
-    out = ReplicationSpec(
-        halfwidth=_typed(source, "replication.halfwidth", rep.get("halfwidth", 0.01), float, "a number"),
-        margin=_typed(source, "replication.margin", rep.get("margin", 0.005), float, "a number"),
-        alpha=_typed(source, "replication.alpha", rep.get("alpha", 0.05), float, "a number"),
-        max_seeds=_typed(source, "replication.max_seeds", rep.get("max_seeds", 12), int, "an integer"),
-        looks=_int_list(source, "replication.looks", rep.get("looks", [3, 5, 8, 12]), count_ok=False),
-        allocation=_typed(source, "replication.allocation", rep.get("allocation", "balanced"), str, "a string"),
-    )
-    if out.allocation not in ("balanced", "variance"):
-        raise _err(source, f"replication.allocation = {out.allocation!r} must be \"balanced\" or \"variance\"")
-    if not out.halfwidth > 0:
-        raise _err(source, f"replication.halfwidth = {out.halfwidth} must be > 0 (Dice)")
-    if out.margin < 0:
-        raise _err(source, f"replication.margin = {out.margin} must be >= 0 (Dice)")
-    if not 0 < out.alpha < 1:
-        raise _err(source, f"replication.alpha = {out.alpha} must be in (0, 1)")
-    if list(out.looks) != sorted(out.looks) or out.looks[0] < 2:
-        raise _err(source, f"replication.looks = {list(out.looks)} must be increasing seed counts, the first >= 2 "
-                           "(one seed cannot measure run-to-run variance)")
-    if out.looks[-1] > out.max_seeds:
-        raise _err(source, f"replication.looks = {list(out.looks)}: the last look exceeds max_seeds = "
-                           f"{out.max_seeds}")
-    return out
 
 
 def _check_rows(spec: Spec) -> None:
