@@ -224,3 +224,14 @@ def test_predictions_in_source_geometry_and_labels(data, tmp_path: Path) -> None
         assert np.allclose(img.affine, meta.affine)
         back = np.asarray(img.dataobj)
         assert set(np.unique(back)) <= {0, 1, 2, 3} and np.array_equal(back == 3, labels == 4)
+    # a model used another way refuses in one line: a native checkpoint, and weights of another trainer
+    import torch
+
+    from bench.errors import CheckpointError
+
+    native = tmp_path / "native.pt"
+    torch.save({"format": 1, "model": {}}, native)
+    with pytest.raises(CheckpointError, match="not an nnU-Net checkpoint .*without --engine"):
+        list(eng.predict([native], data, data.test_ids()[:1], PredictJob(stack, device="cpu")))
+    with pytest.raises(CheckpointError, match="other plans or other training tricks"):
+        list(eng.predict([Path(result.checkpoint)], data, data.test_ids()[:1], PredictJob(resolve([]), device="cpu")))

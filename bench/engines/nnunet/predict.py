@@ -50,12 +50,21 @@ def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls
     label_manager = plans_manager.get_label_manager(dataset_json)
     params, axes = [], None
     for ckpt in checkpoints:
-        state = torch.load(str(ckpt), map_location="cpu", weights_only=False)
-        params.append(state["network_weights"])
-        axes = state.get("inference_allowed_mirroring_axes", axes)
+        params.append(_weights(Path(ckpt), torch))
+        axes = torch.load(str(ckpt), map_location="cpu", weights_only=False).get(
+            "inference_allowed_mirroring_axes", axes)
     network = trainer_cls.build_network_architecture(
         plans_manager, config, determine_num_input_channels(plans_manager, config, dataset_json),
         label_manager.num_segmentation_heads, False)
+    for ckpt, weights in zip(checkpoints, params):
+        try:
+            network.load_state_dict(weights)
+        except RuntimeError as exc:
+            from bench.errors import CheckpointError
+
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise CheckpointError(f"checkpoint {ckpt}: trained with other plans or other training tricks than "
+                                  f"this prediction's (the network does not take its weights: {first})") from None
     log_file = Path(checkpoints[0]).parent / "predict.log"
     with _nn.quiet(log_file):
         predictor = nnUNetPredictor(tile_step_size=float(settings.get("tile_step_size", 0.5)),
@@ -77,3 +86,21 @@ def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls
         if progress is not None:
             progress({"case": cid, "done": n + 1, "total": len(case_ids)})
         yield cid, np.ascontiguousarray(labels)
+
+
+def _weights(path: Path, torch: Any) -> dict:
+    """The network weights of an nnU-Net checkpoint; one line naming the file for anything else (a bench native
+    checkpoint, a corrupt file)."""
+    from bench.errors import CheckpointError
+
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: one line, no traceback
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "network_weights" not in state:
+        hint = " (a bench native checkpoint: predict it without --engine)" if isinstance(state, dict) and \
+            "format" in state else ""
+        raise CheckpointError(f"checkpoint {path}: not an nnU-Net checkpoint (no network_weights){hint}")
+    return state["network_weights"]
