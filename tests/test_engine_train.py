@@ -162,6 +162,10 @@ def test_checkpoint_of_another_model_shape_is_refused(prepared, tmp_path: Path) 
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot be read"):
         list(api.predict([bad], prepared, prepared.test_ids()[:1], InferenceConfig()))
+    nnunet = tmp_path / "checkpoint_final.pth"  # an nnU-Net checkpoint given to the native engine
+    torch.save({"network_weights": {"w": torch.zeros(2)}, "trainer_name": "nnUNetTrainer"}, nnunet)
+    with pytest.raises(CheckpointError, match=r"not a bench checkpoint .*predict it with --engine nnunet"):
+        list(api.predict([nnunet], prepared, prepared.test_ids()[:1], InferenceConfig()))
 
 
 def test_cuda_asked_without_a_gpu_is_a_clear_error(prepared, tmp_path: Path) -> None:

@@ -49,12 +49,18 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
+    # nnU-Net names its checkpoints checkpoint_{final,latest,best}.pth and stores "network_weights"
+    nnunet = " (an nnU-Net checkpoint: predict it with --engine nnunet)" if path.name.startswith("checkpoint_") \
+        and path.suffix == ".pth" else ""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with non-allowed globals, ...
-        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {first}){nnunet}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path}: not a bench checkpoint (format {FORMAT} expected)")
+        if isinstance(data, dict) and "network_weights" in data:
+            nnunet = " (an nnU-Net checkpoint: predict it with --engine nnunet)"
+        raise CheckpointError(f"checkpoint {path}: not a bench checkpoint (format {FORMAT} expected){nnunet}")
     return data
 
 
