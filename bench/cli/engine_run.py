@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_engine_options", "train", "predict"]
+__all__ = ["add_engine_options", "stack_from_args", "train", "predict"]
 
 
 def add_engine_options(p: argparse.ArgumentParser, *, training: bool) -> None:
@@ -53,7 +53,9 @@ def _data(args: argparse.Namespace, eng: Any, options: dict[str, Any]) -> Any:
     return eng.prepare(spec, root, Path(args.workspace) / ".bench", options=options, progress=True)
 
 
-def _stack(args: argparse.Namespace) -> Any:
+def stack_from_args(args: argparse.Namespace) -> Any:
+    """The stack of ``--tricks`` with the parameters of ``--set TRICK.PARAM=VALUE`` (each naming a trick of
+    ``--tricks``)."""
     import tricks
     from bench.errors import SpecError
 
@@ -86,7 +88,7 @@ def train(args: argparse.Namespace) -> int:
                         "compile"))
     budget = {k: v for k, v in (("epochs", args.epochs), ("iterations_per_epoch", args.epoch_length),
                                 ("val_iterations", args.val_iterations)) if v is not None}
-    stack = _stack(args)
+    stack = stack_from_args(args)
     eng, options, tables = _engine(args, budget)
     eng.check_stack(stack)
     data = _data(args, eng, options)
@@ -138,7 +140,7 @@ def predict(args: argparse.Namespace) -> int:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise SpecError(f"--model: no checkpoint file {missing[0]}")
-    stack = _stack(args)
+    stack = stack_from_args(args)
     eng, options, tables = _engine(args, {})
     eng.check_stack(stack)
     data = _data(args, eng, options)

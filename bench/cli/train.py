@@ -137,7 +137,6 @@ def _native(args: argparse.Namespace, names: tuple[str, ...]) -> bool:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import tricks
     from bench.engine import api
     from bench.engine.config import ModelConfig, TrainConfig
     from bench.errors import SpecError
@@ -147,15 +146,9 @@ def _train(args: argparse.Namespace) -> int:
 
         return train(args)
 
-    params: dict[str, dict[str, Any]] = {}
-    for text in args.sets:
-        name, key, value = tricks.parse_set_option(text)
-        params.setdefault(name, {})[key] = value
-    names = [n.strip() for n in args.tricks.split(",") if n.strip()]
-    for name in params:  # --set on a trick that is not listed: add it? no, refuse clearly
-        if name not in names:
-            raise SpecError(f"--set {name}.…: trick {name!r} is not in --tricks ({', '.join(names) or 'none'})")
-    stack = tricks.resolve(names, params)
+    from bench.cli.engine_run import stack_from_args
+
+    stack = stack_from_args(args)
 
     model_cfg = ModelConfig.for_device(args.device)
     changes_m = {k: v for k, v in (("width", args.width), ("depth", args.depth), ("norm", args.norm))
@@ -215,18 +208,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _inference_stack(args: argparse.Namespace) -> Any:
     """The inference tricks of ``bench predict --tricks`` (training tricks and model_fusion refused)."""
-    import tricks
+    from bench.cli.engine_run import stack_from_args
     from bench.errors import SpecError
 
-    params: dict[str, dict[str, Any]] = {}
-    for text in args.sets:
-        name, key, value = tricks.parse_set_option(text)
-        params.setdefault(name, {})[key] = value
-    names = [n.strip() for n in args.tricks.split(",") if n.strip()]
-    for name in params:
-        if name not in names:
-            raise SpecError(f"--set {name}.…: trick {name!r} is not in --tricks ({', '.join(names) or 'none'})")
-    stack = tricks.resolve(names, params)
+    stack = stack_from_args(args)
     for t, _ in stack.entries:
         if t.phase != "inference" or t.name == "model_fusion":
             why = "give every fold's checkpoint to --model" if t.name == "model_fusion" else "a training trick"

@@ -49,11 +49,16 @@ def folders(raw: Path | None = None, preprocessed: Path | None = None,
                 os.environ.pop(k, None)
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore(old)
+
+
+def _restore(old: dict[str, str | None]) -> None:
+    """Put environment variables back as they were (None: unset)."""
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @contextlib.contextmanager
@@ -68,11 +73,7 @@ def environment(**values: str) -> Iterator[None]:
         os.environ.update(values)
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore(old)
         torch.set_num_threads(threads)
 
 
