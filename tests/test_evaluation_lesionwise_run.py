@@ -8,32 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_spec import TINY_DATA_MODEL
+from tiny_spec import evaluation_spec_text
 
 from bench.errors import SpecError
 from bench.runner.spec import parse_spec
 from bench.store import queries as q
 
-SPEC = """
-name = "{name}"
-design = "full"
-fixed = []
-factors = ["patch_fusion"]
-folds = [0]
-seeds = [0]
-{evaluation}
-""" + TINY_DATA_MODEL + """[train]
-iterations = 4
-epoch_length = 2
-patch = 16
-batch = 1
-num_workers = 0
-threads = 1
-"""
-
-
-def spec_text(name: str, evaluation: str = "") -> str:
-    return SPEC.format(name=name, evaluation=evaluation)
+spec_text = evaluation_spec_text
 
 
 def test_spec_evaluation_section() -> None:

@@ -8,33 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_spec import TINY_DATA_MODEL
+from tiny_spec import evaluation_spec_text
 
 from bench.errors import SpecError
 from bench.evaluation.per_case import case_rows, rule_means
 from bench.evaluation.rules import get_rules
 from bench.runner.spec import parse_spec
 
-SPEC = """
-name = "{name}"
-design = "full"
-fixed = []
-factors = ["patch_fusion"]
-folds = [0]
-seeds = [0]
-{evaluation}
-""" + TINY_DATA_MODEL + """[train]
-iterations = 4
-epoch_length = 2
-patch = 16
-batch = 1
-num_workers = 0
-threads = 1
-"""
-
-
-def spec_text(name: str, evaluation: str = "") -> str:
-    return SPEC.format(name=name, evaluation=evaluation)
+spec_text = evaluation_spec_text
 
 
 def test_spec_rules_and_cohort() -> None:

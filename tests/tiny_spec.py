@@ -13,3 +13,25 @@ shape = [32, 32, 32]
 depth = 2
 width = 4
 """
+
+EVALUATION_SPEC = """
+name = "{name}"
+design = "full"
+fixed = []
+factors = ["patch_fusion"]
+folds = [0]
+seeds = [0]
+{evaluation}
+""" + TINY_DATA_MODEL + """[train]
+iterations = 4
+epoch_length = 2
+patch = 16
+batch = 1
+num_workers = 0
+threads = 1
+"""
+
+
+def evaluation_spec_text(name: str, evaluation: str = "") -> str:
+    """A tiny one-factor grid with an ``[evaluation]`` section (the runs that store later years' metrics)."""
+    return EVALUATION_SPEC.format(name=name, evaluation=evaluation)
