@@ -224,6 +224,19 @@ def test_predictions_in_source_geometry_and_labels(data, tmp_path: Path) -> None
         assert np.allclose(img.affine, meta.affine)
         back = np.asarray(img.dataobj)
         assert set(np.unique(back)) <= {0, 1, 2, 3} and np.array_equal(back == 3, labels == 4)
+    # the model predicts with its own plans (spacing, patch, normalisation), never with those of the folder it
+    # is given: planned on other data, the folder's plans would put the prediction at another scale
+    class OtherPlans:
+        def __getattr__(self, name):
+            return getattr(data, name)
+
+        def plans(self):
+            raise AssertionError("the predicted folder's plans were used instead of the model's")
+
+    again = dict(eng.predict([Path(result.checkpoint)], OtherPlans(), data.test_ids(),
+                             PredictJob(stack, device="cpu")))
+    assert all(np.array_equal(again[c], got[c]) for c in got)
+
     # a model used another way refuses in one line: a native checkpoint, and weights of another trainer
     import torch
 

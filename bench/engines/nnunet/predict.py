@@ -45,14 +45,26 @@ def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls
     from bench.errors import DataError
 
     dev = device_of(device)
-    plans_manager = PlansManager(data.plans())
-    config = plans_manager.get_configuration(data.configuration)
-    label_manager = plans_manager.get_label_manager(dataset_json)
-    params, axes = [], None
+    params, axes, plans, configuration = [], None, None, data.configuration
     for ckpt in checkpoints:
         params.append(_weights(Path(ckpt), torch))
-        axes = torch.load(str(ckpt), map_location="cpu", weights_only=False).get(
-            "inference_allowed_mirroring_axes", axes)
+        state = torch.load(str(ckpt), map_location="cpu", weights_only=False)
+        axes = state.get("inference_allowed_mirroring_axes", axes)
+        # the model's own plans (spacing, patch, normalisation), not those of the folder being predicted: a
+        # model planned on other data predicts at its own scale (a fused set must agree)
+        init = state.get("init_args") or {}
+        if isinstance(init.get("plans"), dict):
+            own = (init["plans"], str(init.get("configuration", configuration)))
+            if plans is not None and (own[0]["configurations"].get(own[1]) != plans["configurations"].get(
+                    configuration) or own[1] != configuration):
+                from bench.errors import CheckpointError
+
+                raise CheckpointError(f"checkpoint {ckpt}: planned otherwise than {checkpoints[0]} (spacing, patch "
+                                      "or normalisation differ); fused models must share their plans")
+            plans, configuration = own
+    plans_manager = PlansManager(plans if plans is not None else data.plans())
+    config = plans_manager.get_configuration(configuration)
+    label_manager = plans_manager.get_label_manager(dataset_json)
     network = trainer_cls.build_network_architecture(
         plans_manager, config, determine_num_input_channels(plans_manager, config, dataset_json),
         label_manager.num_segmentation_heads, False)
