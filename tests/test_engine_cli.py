@@ -42,6 +42,25 @@ def test_train_then_predict_writes_source_geometry(trained, synth_raw: Path, run
 
 
 @pytest.mark.slow
+def test_predict_a_folder_of_unlabeled_scans(trained, synth_raw: Path, run_cli, tmp_path: Path) -> None:
+    # a challenge's validation folder: scans without segmentations. The default --cases all predicts them all
+    # (before, "all" meant the labeled cases and such a folder gave 0 predictions and exit 0)
+    import shutil
+
+    out, cache = trained
+    scans = tmp_path / "scans"
+    for case in sorted(p for p in synth_raw.iterdir() if p.is_dir() and p.name != "unlabeled")[:2]:
+        shutil.copytree(case, scans / case.name, ignore=shutil.ignore_patterns("*_seg.nii.gz"))
+    r = run_cli("predict", "--model", str(out / "final.pt"), "--data", str(scans), "--cache", str(cache),
+                "--out", str(tmp_path / "pred"))
+    assert r.code == 0, r.err
+    assert "wrote 2 predictions" in r.out and len(list((tmp_path / "pred").glob("*.nii.gz"))) == 2
+    r = run_cli("predict", "--model", str(out / "final.pt"), "--data", str(scans), "--cache", str(cache),
+                "--out", str(tmp_path / "pred2"), "--cases", "test")
+    assert r.code == 2 and r.err.strip() == f"bench: error: --cases test: no such cases in {scans} (0 labeled, 2 unlabeled)"
+
+
+@pytest.mark.slow
 def test_train_shows_progress_and_summary(synth_raw: Path, run_cli, tmp_path: Path) -> None:
     r = run_cli("train", "--data", str(synth_raw), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
                 "--val-every", "2", *TINY)

@@ -248,3 +248,39 @@ def test_predictions_in_source_geometry_and_labels(data, tmp_path: Path) -> None
         list(eng.predict([native], data, data.test_ids()[:1], PredictJob(stack, device="cpu")))
     with pytest.raises(CheckpointError, match="other plans or other training tricks"):
         list(eng.predict([Path(result.checkpoint)], data, data.test_ids()[:1], PredictJob(resolve([]), device="cpu")))
+
+
+def test_predict_a_folder_of_unlabeled_scans_plans_nothing(data, tmp_path: Path) -> None:
+    # `bench predict --engine nnunet` on scans without segmentations (BraTS layout and an MSD 4D file): the
+    # checkpoint carries its plans, so the folder is neither planned nor preprocessed by nnU-Net (planning needs
+    # labels, and its plans would not be used)
+    import shutil
+
+    import nibabel as nib
+
+    from bench.data.synth import synthesize
+    from tricks import resolve
+
+    eng = get_engine("nnunet")
+    job = TrainJob(0, 0, resolve(["multitask"]), train={"epochs": 1, "iterations_per_epoch": 1, "val_iterations": 1},
+                   options=dict(data.options), machine={"device": "cpu", "num_workers": 0, "threads": 2})
+    ckpt = Path(eng.train(data, tmp_path / "t", job).checkpoint)
+    scans = tmp_path / "scans"
+    synthesize(scans, cases=2, unlabeled=1, shape=(40, 48, 32), fmt="brats2023", seed=7)
+    for seg in scans.glob("*/*-seg.nii.gz"):
+        seg.unlink()
+    work = tmp_path / "w"
+    res = _bench(tmp_path, "predict", "--engine", "nnunet", "--tricks", "multitask", "--model", str(ckpt),
+                 "--data", str(scans), "--out", str(tmp_path / "pred"), "--workspace", str(work), "--device", "cpu")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "wrote 3 predictions" in res.stdout
+    assert not list(work.rglob("nnUNet_preprocessed")) and not list(work.rglob("plans*.json"))
+    sources = {p.name[:-len("-t1n.nii.gz")]: p for p in scans.glob("*/*-t1n.nii.gz")}
+    sources.update({p.name[:-len(".nii.gz")]: p for p in (scans / "unlabeled" / "imagesTs").glob("*.nii.gz")})
+    assert len(sources) == 3
+    for cid, src in sources.items():
+        img, ref = nib.load(str(tmp_path / "pred" / f"{cid}.nii.gz")), nib.load(str(src))
+        assert img.shape == ref.shape[:3] == (40, 48, 32)
+        assert np.allclose(img.affine, ref.affine)
+        assert set(np.unique(np.asarray(img.dataobj))) <= {0, 1, 2, 3}
+    shutil.rmtree(work)

@@ -40,7 +40,7 @@ def _engine(args: argparse.Namespace, train: dict[str, Any]) -> tuple[Any, dict[
     return eng, tables["engine"], tables
 
 
-def _data(args: argparse.Namespace, eng: Any, options: dict[str, Any]) -> Any:
+def _data(args: argparse.Namespace, eng: Any, options: dict[str, Any], *, inputs: bool = False) -> Any:
     from bench.errors import DataError
     from bench.spec.model import DataSpec
 
@@ -50,7 +50,8 @@ def _data(args: argparse.Namespace, eng: Any, options: dict[str, Any]) -> Any:
     ids = getattr(args, "test_ids", None)
     spec = DataSpec(path=str(root), folds=5 if args.folds is None else args.folds, test_fraction=args.test_fraction,
                     split_seed=args.split_seed, test_ids=ids, splits=getattr(args, "splits", None))
-    return eng.prepare(spec, root, Path(args.workspace) / ".bench", options=options, progress=True)
+    prepare = eng.prepare_inputs if inputs else eng.prepare
+    return prepare(spec, root, Path(args.workspace) / ".bench", options=options, progress=True)
 
 
 def stack_from_args(args: argparse.Namespace) -> Any:
@@ -143,18 +144,22 @@ def predict(args: argparse.Namespace) -> int:
     stack = stack_from_args(args)
     eng, options, tables = _engine(args, {})
     eng.check_stack(stack)
-    data = _data(args, eng, options)
-    if args.cases == "all":
-        ids = list(data.case_ids)
+    data = _data(args, eng, options, inputs=True)  # the model carries its own plans: nothing is planned here
+    unlabeled = list(getattr(data, "unlabeled_ids", []))
+    if args.cases == "all":  # a folder of unlabeled scans only: those
+        ids = list(data.case_ids) or unlabeled
     elif args.cases == "test":
         ids = list(data.test_ids())
     elif args.cases == "unlabeled":
-        raise SpecError(f"--cases unlabeled: --engine {args.engine} predicts the labeled cases (all, test or IDs)")
+        ids = unlabeled
     else:
         ids = [c.strip() for c in args.cases.split(",") if c.strip()]
-        bad = [c for c in ids if c not in set(data.case_ids)]
+        bad = [c for c in ids if c not in set(data.case_ids) | set(unlabeled)]
         if bad:
             raise SpecError(f"--cases: unknown case ID(s) {', '.join(bad)}")
+    if not ids:
+        raise SpecError(f"--cases {args.cases}: no such cases in {args.data} ({len(data.case_ids)} labeled, "
+                        f"{len(unlabeled)} unlabeled)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     job = PredictJob(stack, inference=tables["inference"], options=options,

@@ -52,7 +52,9 @@ def register(subparsers: Any) -> None:
     q.add_argument("--model", required=True, help="checkpoint file(s), comma-separated (several: fused)")
     q.add_argument("--data", required=True, help="dataset folder (raw or prepared)")
     q.add_argument("--out", required=True, help="output folder for the NIfTI predictions")
-    q.add_argument("--cases", default="all", help="all | test | unlabeled | comma-separated case IDs")
+    q.add_argument("--cases", default="all",
+                   help="all (the labeled cases; in a folder of unlabeled scans only, every scan) | test | unlabeled "
+                        "| comma-separated case IDs")
     q.add_argument("--overlap", type=float, default=None, help="window overlap in [0, 1) (default 0)")
     q.add_argument("--weights", choices=("constant", "gaussian"), default=None, help="window weights")
     q.add_argument("--window", type=int, default=0, help="window edge (default: the training patch)")
@@ -267,8 +269,8 @@ def _predict(args: argparse.Namespace) -> int:
     record = model_preprocessing([(p, load_checkpoint(p)) for p in paths])
     ds = open_dataset(args.data, cache=args.cache, args=args, **_model_preparation(record, args))
     check_preprocessing(record, ds, f"--data {args.data}")
-    if args.cases == "all":
-        ids = list(ds.case_ids)
+    if args.cases == "all":  # a folder of unlabeled scans only: those
+        ids = list(ds.case_ids) or list(ds.unlabeled_ids)
     elif args.cases == "test":
         ids = list(ds.test_ids())
     elif args.cases == "unlabeled":
@@ -279,6 +281,9 @@ def _predict(args: argparse.Namespace) -> int:
         bad = [c for c in ids if c not in known]
         if bad:
             raise SpecError(f"--cases: unknown case ID(s) {', '.join(bad)}")
+    if not ids:
+        raise SpecError(f"--cases {args.cases}: no such cases in {args.data} ({len(ds.case_ids)} labeled, "
+                        f"{len(ds.unlabeled_ids)} unlabeled)")
     if args.regions:
         import tricks  # noqa: F401 - the multitask trick registers the region head (bench.engine.heads)
     cfg = InferenceConfig(window=args.window, mirror=args.mirror, device=args.device, regions=args.regions)

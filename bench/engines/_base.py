@@ -129,6 +129,13 @@ class Engine(abc.ABC):
         spec's ``[data]`` says (splits, test cases, spacing); cached: a second call with equal inputs returns the
         cache. Several processes may call it at once (the engine locks what it writes)."""
 
+    def prepare_inputs(self, data_spec: Any, source: Path, workspace_root: Path, *, options: dict[str, Any],
+                       progress: bool = False) -> PreparedData:
+        """The cases of ``source`` as :meth:`predict` reads them, labeled or not (``unlabeled_ids`` lists the
+        unlabeled ones), without what only training needs. A trained model carries its own preprocessing, so an
+        engine that plans on the training data (nnU-Net) skips planning here. Default: :meth:`prepare`."""
+        return self.prepare(data_spec, source, workspace_root, options=options, progress=progress)
+
     @abc.abstractmethod
     def training_key(self, data: PreparedData, job: TrainJob) -> str:
         """Hash of everything that changes this training's result (data fingerprint, model, budget, fold, seed,

@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.engines.nnunet import _nn
 
-__all__ = ["NnunetData", "prepare", "PLANNERS", "DATASET_ID", "DATASET_NAME", "to_nnunet_labels",
+__all__ = ["NnunetData", "PredictionInputs", "prepare", "PLANNERS", "DATASET_ID", "DATASET_NAME", "to_nnunet_labels",
            "from_nnunet_labels", "REGIONS_CLASS_ORDER"]
 
 DATASET_ID = 1
@@ -133,6 +133,78 @@ class NnunetData:
         return f"NnunetData({self.root}, {self.plans_identifier} {self.configuration}, {self.base!r})"
 
 
+class PredictionInputs:
+    """The cases of a folder to predict with a trained nnU-Net model, labeled or not: bench's prepared dataset
+    (metadata, splits, unlabeled cases) and each case's channel files in nnU-Net's order. Nothing is planned or
+    preprocessed: the model's checkpoint carries its plans (spacing, patch, normalisation), and nnU-Net's
+    predictor preprocesses each case with them."""
+
+    def __init__(self, base: Any, workspace_root: Path, options: dict[str, Any]):
+        self.base = base
+        self.root = Path(workspace_root) / "nnunet" / f"inputs-{base.fingerprint}"
+        self.options = dict(options)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"nnunet-inputs-{self.base.fingerprint}"
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.base.n_folds)
+
+    @property
+    def case_ids(self) -> list[str]:
+        return list(self.base.case_ids)
+
+    @property
+    def unlabeled_ids(self) -> list[str]:
+        return list(self.base.unlabeled_ids)
+
+    def train_ids(self, fold: int) -> list[str]:
+        return list(self.base.train_ids(fold))
+
+    def val_ids(self, fold: int) -> list[str]:
+        return list(self.base.val_ids(fold))
+
+    def test_ids(self) -> list[str]:
+        return list(self.base.test_ids())
+
+    def meta(self, case_id: str) -> Any:
+        return self.base.meta(case_id)
+
+    def source_label(self, case_id: str) -> np.ndarray:
+        return self.base.source_label(case_id)
+
+    @property
+    def configuration(self) -> str:
+        return str(self.options["configuration"])
+
+    def plans(self) -> dict[str, Any]:
+        from bench.errors import CheckpointError
+
+        raise CheckpointError("the nnU-Net checkpoint carries no plans (init_args): predict it with --data set "
+                              "to the folder it was trained on")
+
+    def dataset_json(self) -> dict[str, Any]:
+        return _dataset_json()
+
+    def image_files(self, case_id: str) -> list[str]:
+        """The case's four channel files in nnU-Net's channel order (4D sources split once, under the lock)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return _channel_files(self.base, case_id, self.root / "images")
+
+    def __repr__(self) -> str:
+        return f"PredictionInputs({self.root}, {self.base!r})"
+
+
+def _dataset_json() -> dict[str, Any]:
+    """dataset.json's fields that prediction reads: channels, BraTS regions, file type and reader."""
+    return {"channel_names": dict(CHANNELS), "labels": dict(LABELS), "regions_class_order": list(REGIONS_CLASS_ORDER),
+            "file_ending": ".nii.gz", "overwrite_image_reader_writer": "NibabelIO"}
+
+
 def _key(base: Any, options: dict[str, Any]) -> str:
     planning = {k: options.get(k) for k in ("plans", "configuration", "spacing", "gpu_memory_gb")}
     payload = {"data": base.fingerprint, "planning": planning, "nnunetv2": _nn.version(), "layout": LAYOUT_VERSION}
@@ -179,8 +251,7 @@ def _build(base: Any, root: Path, options: dict[str, Any]) -> None:
     for cid in train_ids:
         _write_label(base, cid, raw / "labelsTr" / f"{cid}.nii.gz")
     dataset = {
-        "channel_names": CHANNELS, "labels": LABELS, "regions_class_order": REGIONS_CLASS_ORDER,
-        "numTraining": len(train_ids), "file_ending": ".nii.gz", "overwrite_image_reader_writer": "NibabelIO",
+        **_dataset_json(), "numTraining": len(train_ids),
         "dataset": {cid: {"images": images[cid], "label": f"labelsTr/{cid}.nii.gz"} for cid in train_ids},
         "name": "BraTS (bench)", "description": f"written by bench from {base.source}",
     }
@@ -209,14 +280,16 @@ def _channel_files(base: Any, cid: str, out: Path) -> list[str]:
 
     from bench.data.readers import read_case
 
+    files = [out / f"{cid}_{i:04d}.nii.gz" for i in range(len(MODALITIES))]
+    if all(p.is_file() for p in files):
+        return [str(p.resolve()) for p in files]
     case = read_case(cf)
     out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(case.image.shape[0]):
-        p = out / f"{cid}_{i:04d}.nii.gz"
-        nib.save(nib.Nifti1Image(np.asarray(case.image[i], np.float32), case.affine), str(p))
-        files.append(str(p.resolve()))
-    return files
+    for i, p in enumerate(files):
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp.nii.gz")
+        nib.save(nib.Nifti1Image(np.asarray(case.image[i], np.float32), case.affine), str(tmp))
+        os.replace(tmp, p)
+    return [str(p.resolve()) for p in files]
 
 
 def _write_label(base: Any, cid: str, path: Path) -> None:

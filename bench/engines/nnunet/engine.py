@@ -131,6 +131,15 @@ class NnunetEngine(Engine):
         base = NativeEngine().prepare(data_spec, source, workspace_root, options={}, progress=progress)
         return data.prepare(base, Path(workspace_root), {**_DEFAULTS, **options}, progress=progress)
 
+    def prepare_inputs(self, data_spec: Any, source: Path, workspace_root: Path, *, options: dict[str, Any],
+                       progress: bool = False) -> PreparedData:
+        from bench.engines.native import NativeEngine
+        from bench.engines.nnunet import _nn, data
+
+        _nn.require()
+        base = NativeEngine().prepare(data_spec, source, workspace_root, options={}, progress=progress)
+        return data.PredictionInputs(base, Path(workspace_root), {**_DEFAULTS, **options})
+
     def training_key(self, data: PreparedData, job: TrainJob) -> str:
         payload = {
             "engine": f"nnunet-{ENGINE_VERSION}", "data": data.fingerprint,
