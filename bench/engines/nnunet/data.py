@@ -63,20 +63,12 @@ def from_nnunet_labels(nn: np.ndarray) -> np.ndarray:
     return _FROM_NN[np.asarray(nn, np.uint8)]
 
 
-class NnunetData:
-    """bench's prepared dataset (splits, metadata, source labels: one split, one truth) with its nnU-Net
-    folders. Satisfies :class:`bench.engines.PreparedData`."""
+class _OnBase:
+    """:class:`bench.engines.PreparedData` read from bench's prepared dataset ``self.base`` (one split, one
+    truth), and the configuration nnU-Net's predictor reads."""
 
-    def __init__(self, base: Any, root: Path, key: str, options: dict[str, Any]):
-        self.base = base
-        self.root = Path(root)
-        self.key = key
-        self.options = dict(options)
-
-    # --- PreparedData
-    @property
-    def fingerprint(self) -> str:
-        return f"nnunet-{self.key}"
+    base: Any
+    options: dict[str, Any]
 
     @property
     def n_folds(self) -> int:
@@ -101,6 +93,29 @@ class NnunetData:
     def source_label(self, case_id: str) -> np.ndarray:
         return self.base.source_label(case_id)
 
+    @property
+    def unlabeled_ids(self) -> list[str]:
+        return list(self.base.unlabeled_ids)
+
+    @property
+    def configuration(self) -> str:
+        return str(self.options["configuration"])
+
+
+class NnunetData(_OnBase):
+    """bench's prepared dataset (splits, metadata, source labels: one split, one truth) with its nnU-Net
+    folders. Satisfies :class:`bench.engines.PreparedData`."""
+
+    def __init__(self, base: Any, root: Path, key: str, options: dict[str, Any]):
+        self.base = base
+        self.root = Path(root)
+        self.key = key
+        self.options = dict(options)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"nnunet-{self.key}"
+
     # --- nnU-Net
     @property
     def raw(self) -> Path:
@@ -113,10 +128,6 @@ class NnunetData:
     @property
     def plans_identifier(self) -> str:
         return str(self.options["plans"])
-
-    @property
-    def configuration(self) -> str:
-        return str(self.options["configuration"])
 
     def plans(self) -> dict[str, Any]:
         return json.loads((self.preprocessed / DATASET_NAME / f"{self.plans_identifier}.json").read_text())
@@ -133,7 +144,7 @@ class NnunetData:
         return f"NnunetData({self.root}, {self.plans_identifier} {self.configuration}, {self.base!r})"
 
 
-class PredictionInputs:
+class PredictionInputs(_OnBase):
     """The cases of a folder to predict with a trained nnU-Net model, labeled or not: bench's prepared dataset
     (metadata, splits, unlabeled cases) and each case's channel files in nnU-Net's order. Nothing is planned or
     preprocessed: the model's checkpoint carries its plans (spacing, patch, normalisation), and nnU-Net's
@@ -148,42 +159,11 @@ class PredictionInputs:
     def fingerprint(self) -> str:
         return f"nnunet-inputs-{self.base.fingerprint}"
 
-    @property
-    def n_folds(self) -> int:
-        return int(self.base.n_folds)
-
-    @property
-    def case_ids(self) -> list[str]:
-        return list(self.base.case_ids)
-
-    @property
-    def unlabeled_ids(self) -> list[str]:
-        return list(self.base.unlabeled_ids)
-
-    def train_ids(self, fold: int) -> list[str]:
-        return list(self.base.train_ids(fold))
-
-    def val_ids(self, fold: int) -> list[str]:
-        return list(self.base.val_ids(fold))
-
-    def test_ids(self) -> list[str]:
-        return list(self.base.test_ids())
-
-    def meta(self, case_id: str) -> Any:
-        return self.base.meta(case_id)
-
-    def source_label(self, case_id: str) -> np.ndarray:
-        return self.base.source_label(case_id)
-
-    @property
-    def configuration(self) -> str:
-        return str(self.options["configuration"])
-
     def plans(self) -> dict[str, Any]:
         from bench.errors import CheckpointError
 
-        raise CheckpointError("the nnU-Net checkpoint carries no plans (init_args): predict it with --data set "
-                              "to the folder it was trained on")
+        raise CheckpointError("the nnU-Net checkpoint carries no plans (init_args.plans, written by nnU-Net v2's "
+                              "trainer): bench predicts a model only with the plans it was trained with")
 
     def dataset_json(self) -> dict[str, Any]:
         return _dataset_json()
