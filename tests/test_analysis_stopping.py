@@ -38,6 +38,25 @@ def test_contrast_estimate_matches_hand_computed_components() -> None:
     assert est.runs == {"B": 2, "A": 2} and est.cases == 3
 
 
+def test_contrast_estimate_counts_degrees_of_freedom_as_the_effects_do() -> None:
+    # with a residual, the run term's degrees of freedom come from both mean squares (Satterthwaite), as in
+    # bench.analysis.effects.effect: the adaptive looks and the report agree on the same data
+    from bench.analysis.effects import effect
+
+    rng = np.random.default_rng(3)
+    case = rng.normal(0, 0.1, 8)
+    ys = {lab: 0.7 + shift + case + rng.normal(0, 0.05, (3, 1)) + rng.normal(0, 0.04, (3, 8))
+          for lab, shift in (("A", 0.0), ("B", 0.02))}
+    table = _table({lab: y.tolist() for lab, y in ys.items()})
+    est = contrast_estimate(table, {"B": 1.0, "A": -1.0})
+    ref = effect("B - A", [ys["B"], ys["A"]], np.array([1.0, -1.0]), n_boot=0)
+    assert est.run_var["A"] > 0 and est.run_var["B"] > 0
+    assert est.se == pytest.approx(ref.se) and est.df == pytest.approx(ref.df)
+    # the former count (each run term on S - 1 = 2 degrees of freedom) gave more
+    t = [est.floor_se ** 2] + [v / 3 for v in est.run_var.values()]
+    assert est.df < sum(t) ** 2 / (t[0] ** 2 / 7 + t[1] ** 2 / 2 + t[2] ** 2 / 2)
+
+
 def test_residual_is_not_counted_as_run_variance() -> None:
     # one run mean differs only through a case-by-run residual: var(run means) = MS_e / C exactly -> 0
     table = _table({"A": [[0.5, 0.7], [0.7, 0.5]], "B": [[0.6, 0.8], [0.8, 0.6]]})

@@ -9,7 +9,8 @@ within each configuration):
 ``s_d^2``: variance over the C test cases of the contrast of the case means (case-by-configuration interaction
 plus the residual left after averaging the runs); ``s_run,r^2``: the between-run component of configuration r
 by the method of moments (variance of the run means minus the residual mean square / C, clipped at 0); S_r:
-its number of runs (fold x seed). Degrees of freedom by Satterthwaite. With one run in an arm the run
+its number of runs (fold x seed). Degrees of freedom by Satterthwaite over the mean squares each run
+component is made of, as in :mod:`bench.analysis.effects`. With one run in an arm the run
 component is not measured: the comparison is never decided from case sampling alone.
 
 With m comparisons and K looks, a comparison is decided when
@@ -39,6 +40,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
+
+from bench.analysis.variance import variance_components
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,15 +149,23 @@ def arm_matrices(table: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def _run_component(y: np.ndarray) -> float:
-    """Between-run variance component of a runs x cases matrix (method of moments, clipped at 0)."""
+def _run_term(y: np.ndarray, weight: float) -> tuple[float, float, float]:
+    """Arm ``y``'s run term of SE^2, ``w^2 s_run^2 / S``, its between-run component ``s_run^2`` (method of moments,
+    clipped at 0) and its Satterthwaite denominator: over the mean squares the component is made of,
+    ``(a MS_run)^2 / df_run + (a MS_res)^2 / df_res`` with ``a = w^2 / (S C)``, as
+    :func:`bench.analysis.effects.effect` counts it (a component estimated mostly from residual is less
+    certain than MS_run's own degrees of freedom say)."""
     s, c = y.shape
-    run_means = y.mean(axis=1)
-    if c < 2:
-        return float(np.var(run_means, ddof=1))
-    resid = y - run_means[:, None] - y.mean(axis=0)[None, :] + y.mean()
-    ms_e = float((resid ** 2).sum() / ((s - 1) * (c - 1)))
-    return max(0.0, float(np.var(run_means, ddof=1)) - ms_e / c)
+    if c < 2:  # one case: the run means' variance holds the residual too
+        run = float(np.var(y.mean(axis=1), ddof=1))
+        term = weight * weight * run / s
+        return term, run, term * term / (s - 1)
+    k = variance_components(y)
+    term = weight * weight * k.run / s
+    if term <= 0:
+        return 0.0, k.run, 0.0
+    a = weight * weight / (s * c)
+    return term, k.run, (a * k.ms_run) ** 2 / k.df_run + (a * k.ms_res) ** 2 / k.df_res
 
 
 def contrast_estimate(table: pd.DataFrame | None, weights: dict[str, float], name: str | None = None, *,
@@ -180,18 +191,17 @@ def contrast_estimate(table: pd.DataFrame | None, weights: dict[str, float], nam
     est = float(np.mean(d))
     # One test case: the case term is unknown, not zero (nothing is decided from it).
     s_d2 = float(np.var(d, ddof=1)) if c > 1 else math.nan
-    terms = [(s_d2 / c, max(1, c - 1))]
+    var = s_d2 / c
+    denom = var * var / (c - 1) if c > 1 else 0.0
     measured = c > 1
     run_var: dict[str, float] = {}
     for lab, w in weights.items():
-        s_r = arms[lab].shape[0]
-        if s_r < 2:
+        if arms[lab].shape[0] < 2:
             measured = False
             continue
-        run_var[lab] = _run_component(arms[lab])
-        terms.append((w * w * run_var[lab] / s_r, s_r - 1))
-    var = sum(t for t, _ in terms)
-    denom = sum(t * t / df for t, df in terms)
+        term, run_var[lab], den = _run_term(arms[lab], w)
+        var += term
+        denom += den
     df = var * var / denom if denom > 0 else (float("inf") if measured else math.nan)
     return Estimate(name or _name(weights), est, math.sqrt(var) if measured else None, df,
                     math.sqrt(s_d2 / c), {lab: y.shape[0] for lab, y in arms.items()}, c, run_var, dict(weights))
