@@ -29,25 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig, key_fields
-from bench.engine.recipe import ProgressFn, TrainContext, TrainResult, baseline_recipe
+from bench.engine.checkpoint import FINAL_CHECKPOINT, LAST_CHECKPOINT
+from bench.engine.config import ENGINE_VERSION, InferenceConfig, ModelConfig, TrainConfig, key_fields
+from bench.engine.recipe import ProgressFn, TrainContext, TrainingStopped, TrainResult, baseline_recipe
 
 __all__ = ["ENGINE_VERSION", "training_key", "train", "predict", "select_postprocess", "TrainResult",
            "TrainingStopped", "FINAL_CHECKPOINT", "LAST_CHECKPOINT"]
-
-# Bump when a change of the engine changes training results: every training key changes with it.
-ENGINE_VERSION = "1"
-FINAL_CHECKPOINT = "final.pt"
-LAST_CHECKPOINT = "last.pt"
-
-
-class TrainingStopped(Exception):
-    """``stop`` was set: a checkpoint was saved at ``iteration``; ``train`` again resumes from it."""
-
-    def __init__(self, iteration: int, checkpoint: Path):
-        self.iteration = iteration
-        self.checkpoint = checkpoint
-        super().__init__(f"training stopped at iteration {iteration}; checkpoint {checkpoint}")
 
 
 def training_key(fingerprint: str, model_cfg: ModelConfig, train_cfg: TrainConfig, stack: Any) -> str:

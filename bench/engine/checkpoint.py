@@ -21,9 +21,12 @@ import torch
 from bench.errors import CheckpointError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_arch", "FORMAT", "model_preprocessing",
-           "check_preprocessing"]
+           "check_preprocessing", "FINAL_CHECKPOINT", "LAST_CHECKPOINT"]
 
 FORMAT = "bench-checkpoint-1"
+#: a finished training's checkpoint, and the one a stopped or killed training resumes from
+FINAL_CHECKPOINT = "final.pt"
+LAST_CHECKPOINT = "last.pt"
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:

@@ -15,7 +15,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ModelConfig", "TrainConfig", "InferenceConfig", "key_fields", "from_dict", "cuda_available"]
+__all__ = ["ModelConfig", "TrainConfig", "InferenceConfig", "key_fields", "from_dict", "cuda_available",
+           "ENGINE_VERSION"]
+
+# Bump when a change of the engine changes training results: every training key changes with it.
+ENGINE_VERSION = "1"
 
 _NOKEY: dict[str, Any] = {"key": False}
 

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SLOTS", "Recipe", "StepState", "Hook", "TrainContext", "TrainResult", "WindowFusion", "SameFold", "AllFolds",
-    "SingleTraining", "baseline_recipe", "ProgressFn",
+    "SingleTraining", "baseline_recipe", "ProgressFn", "TrainingStopped",
 ]
 
 SLOTS: tuple[str, ...] = (
@@ -154,6 +154,15 @@ class AllFolds:
 
     def __call__(self, fold: int, n_folds: int) -> list[int]:
         return list(range(n_folds))
+
+
+class TrainingStopped(Exception):
+    """``stop`` was set: a checkpoint was saved at ``iteration``; ``train`` again resumes from it."""
+
+    def __init__(self, iteration: int, checkpoint: Path):
+        self.iteration = iteration
+        self.checkpoint = checkpoint
+        super().__init__(f"training stopped at iteration {iteration}; checkpoint {checkpoint}")
 
 
 @dataclass(frozen=True)

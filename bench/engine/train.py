@@ -20,12 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.engine.checkpoint import check_arch, load_checkpoint, save_checkpoint
-from bench.engine.config import InferenceConfig
+from bench.engine.checkpoint import (
+    FINAL_CHECKPOINT,
+    LAST_CHECKPOINT,
+    check_arch,
+    load_checkpoint,
+    save_checkpoint,
+)
+from bench.engine.config import ENGINE_VERSION, InferenceConfig
 from bench.engine.infer import autocast, predict_probabilities, region_dice, resolve_device
 from bench.engine.loader import BatchSource, CasePool, make_loader
 from bench.engine.model import build_model
-from bench.engine.recipe import StepState, TrainContext, TrainResult
+from bench.engine.recipe import StepState, TrainContext, TrainingStopped, TrainResult
 from bench.engine.sampling import as_patch3
 from bench.errors import CheckpointError, SpecError, TrainingDiverged
 
@@ -66,8 +72,6 @@ def _stack_items(ctx: TrainContext) -> list[Any]:
 def run_training(ctx: TrainContext, *, pools: Sequence[CasePool] | None = None,
                  val_ids: Sequence[str] | None = None) -> TrainResult:
     """Train ``ctx.recipe`` on ``pools`` (default: the fold's training cases) into ``ctx.out_dir``."""
-    from bench.engine.api import FINAL_CHECKPOINT, LAST_CHECKPOINT
-
     cfg, recipe = ctx.train_cfg, ctx.recipe
     out = Path(ctx.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,8 +131,6 @@ def _run_forward(forward: Any, x: torch.Tensor, compiled: bool, first: bool) -> 
 
 def _train_loop(ctx: TrainContext, pools: Sequence[CasePool] | None, val_ids: Sequence[str] | None,
                 device: torch.device, final_path: Path, last_path: Path, arch: dict[str, Any]) -> TrainResult:
-    from bench.engine.api import ENGINE_VERSION, TrainingStopped
-
     cfg, recipe = ctx.train_cfg, ctx.recipe
     out = Path(ctx.out_dir)
     use_amp = bool(cfg.amp and device.type == "cuda")
