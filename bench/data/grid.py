@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from bench.data.formats import classes_to_brats
 
-if TYPE_CHECKING:
-    from bench.data.preprocess import CaseMeta
+__all__ = ["resample", "working_geometry", "to_source_grid", "probs_to_source_labels", "classes_to_source_labels",
+           "SourceGeometry"]
 
-__all__ = ["resample", "working_geometry", "to_source_grid", "probs_to_source_labels", "classes_to_source_labels"]
+
+class SourceGeometry(Protocol):
+    """Where a working-grid array goes back to: what these functions read of a case's record
+    (:class:`bench.data.preprocess.CaseMeta` has it)."""
+
+    @property
+    def source_shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def crop_shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def crop_slices(self) -> tuple[slice, slice, slice]: ...
 
 
 def resample(array: np.ndarray, shape: Sequence[int], *, mode: str = "linear") -> np.ndarray:
@@ -56,7 +68,7 @@ def working_geometry(
 
 
 def to_source_grid(
-    array: np.ndarray, meta: CaseMeta, *, mode: str = "linear", fill: float | Sequence[float] = 0.0
+    array: np.ndarray, meta: SourceGeometry, *, mode: str = "linear", fill: float | Sequence[float] = 0.0
 ) -> np.ndarray:
     """Put a working-grid array ((C, x, y, z) or (x, y, z)) back on the source grid: resample to the crop's
     shape, then paste at the bbox; outside it the value is ``fill`` (one per channel allowed)."""
@@ -74,7 +86,7 @@ def to_source_grid(
     return out
 
 
-def probs_to_source_labels(probs: np.ndarray, meta: CaseMeta) -> np.ndarray:
+def probs_to_source_labels(probs: np.ndarray, meta: SourceGeometry) -> np.ndarray:
     """Class probabilities or logits (4, x, y, z) on the working grid -> uint8 BraTS-2019 labels on the
     source grid (trilinear upsampling inside the bbox, argmax, background outside the bbox)."""
     crop = resample(np.asarray(probs, dtype=np.float32), meta.crop_shape, mode="linear")
@@ -83,7 +95,7 @@ def probs_to_source_labels(probs: np.ndarray, meta: CaseMeta) -> np.ndarray:
     return out
 
 
-def classes_to_source_labels(classes: np.ndarray, meta: CaseMeta) -> np.ndarray:
+def classes_to_source_labels(classes: np.ndarray, meta: SourceGeometry) -> np.ndarray:
     """Class indices (x, y, z) on the working grid -> uint8 BraTS-2019 labels on the source grid (nearest)."""
     crop = resample(np.asarray(classes, dtype=np.uint8), meta.crop_shape, mode="nearest")
     out = np.zeros(meta.source_shape, np.uint8)

@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from bench.design import traits
-from bench.report.tables import METRICS, REGIONS, Analysis, ReportData, metric_name
+from bench.report.model import METRICS, REGIONS, Analysis, ReportData, metric_name
 
 __all__ = ["design_effects"]
 
