@@ -265,10 +265,11 @@ def test_predict_a_folder_of_unlabeled_scans_plans_nothing(data, tmp_path: Path)
     job = TrainJob(0, 0, resolve(["multitask"]), train={"epochs": 1, "iterations_per_epoch": 1, "val_iterations": 1},
                    options=dict(data.options), machine={"device": "cpu", "num_workers": 0, "threads": 2})
     ckpt = Path(eng.train(data, tmp_path / "t", job).checkpoint)
+    # another folder than the training one: its segmentations are kept aside as the truth of the evaluation
+    truth = tmp_path / "truth"
+    synthesize(truth, cases=2, unlabeled=1, shape=(40, 48, 32), fmt="brats2023", seed=7)
     scans = tmp_path / "scans"
-    synthesize(scans, cases=2, unlabeled=1, shape=(40, 48, 32), fmt="brats2023", seed=7)
-    for seg in scans.glob("*/*-seg.nii.gz"):
-        seg.unlink()
+    shutil.copytree(truth, scans, ignore=shutil.ignore_patterns("*-seg.nii.gz"))
     work = tmp_path / "w"
     res = _bench(tmp_path, "predict", "--engine", "nnunet", "--tricks", "multitask", "--model", str(ckpt),
                  "--data", str(scans), "--out", str(tmp_path / "pred"), "--workspace", str(work), "--device", "cpu")
@@ -283,4 +284,15 @@ def test_predict_a_folder_of_unlabeled_scans_plans_nothing(data, tmp_path: Path)
         assert img.shape == ref.shape[:3] == (40, 48, 32)
         assert np.allclose(img.affine, ref.affine)
         assert set(np.unique(np.asarray(img.dataobj))) <= {0, 1, 2, 3}
+    # and the end of the user's path: bench evaluate takes the predictions against the kept segmentations (it
+    # refuses a differing geometry or label convention in one line)
+    res = _bench(tmp_path, "evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(truth),
+                 "--out", str(tmp_path / "metrics.csv"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    import pandas as pd
+
+    scores = pd.read_csv(tmp_path / "metrics.csv")
+    labelled = sorted(c for c in sources if not c.startswith("BRATS_U"))
+    assert sorted(scores["case_id"].unique()) == labelled
+    assert scores["dice"].between(0, 1).all()
     shutil.rmtree(work)
