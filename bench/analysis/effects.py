@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.analysis.variance import VarianceComponents, pool, variance_components
+from bench.analysis.variance import VarianceComponents, pool, run_term, variance_components
 
 __all__ = ["Effect", "CASES_AND_RUNS", "CASES_ONLY", "effect", "effects", "two_way_bootstrap",
            "bootstrap_config_means"]
@@ -155,15 +155,9 @@ def effect(name: str, layouts: Sequence[np.ndarray], weights: np.ndarray, *, lev
             run_measured = False
             continue
         coef = float(sum(wi**2 / y.shape[0] for wi, y, on in zip(w, ys, side) if on))
-        term = coef * comp.run
+        term, den = run_term(comp, coef)
         run_var += term
-        if term > 0 and comp.df_res > 0:
-            # s_run^2 = (MS_run - MS_res) / C: Satterthwaite counts both mean squares (the residual one is
-            # subtracted, which makes the estimate less certain than MS_run's degrees of freedom say)
-            a = coef / c
-            dens.append((a * comp.ms_run) ** 2 / comp.df_run + (a * comp.ms_res) ** 2 / comp.df_res)
-        elif term > 0:
-            dens.append(term**2 / comp.df_run)
+        dens.append(den)
         terms.append((term, comp.df_run))
     se2 = sum(t for t, _ in terms) if run_measured else case_var
     se = float(np.sqrt(se2))

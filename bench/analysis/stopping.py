@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
-from bench.analysis.variance import variance_components
+from bench.analysis.variance import run_term, variance_components
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -150,22 +150,12 @@ def arm_matrices(table: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _run_term(y: np.ndarray, weight: float) -> tuple[float, float, float]:
-    """Arm ``y``'s run term of SE^2, ``w^2 s_run^2 / S``, its between-run component ``s_run^2`` (method of moments,
-    clipped at 0) and its Satterthwaite denominator: over the mean squares the component is made of,
-    ``(a MS_run)^2 / df_run + (a MS_res)^2 / df_res`` with ``a = w^2 / (S C)``, as
-    :func:`bench.analysis.effects.effect` counts it (a component estimated mostly from residual is less
-    certain than MS_run's own degrees of freedom say)."""
-    s, c = y.shape
-    if c < 2:  # one case: the run means' variance holds the residual too
-        run = float(np.var(y.mean(axis=1), ddof=1))
-        term = weight * weight * run / s
-        return term, run, term * term / (s - 1)
+    """Arm ``y``'s run term of SE^2 (``w^2 s_run^2 / S``), its between-run component ``s_run^2`` (method of
+    moments, clipped at 0) and the term's Satterthwaite denominator, as :func:`bench.analysis.effects.effect`
+    counts them (:func:`bench.analysis.variance.run_term`)."""
     k = variance_components(y)
-    term = weight * weight * k.run / s
-    if term <= 0:
-        return 0.0, k.run, 0.0
-    a = weight * weight / (s * c)
-    return term, k.run, (a * k.ms_run) ** 2 / k.df_run + (a * k.ms_res) ** 2 / k.df_res
+    term, den = run_term(k, weight * weight / y.shape[0])
+    return term, k.run, den
 
 
 def contrast_estimate(table: pd.DataFrame | None, weights: dict[str, float], name: str | None = None, *,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VarianceComponents", "variance_components", "pooled_components", "pool"]
+__all__ = ["VarianceComponents", "variance_components", "pooled_components", "pool", "run_term"]
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,18 @@ def pool(comps: Sequence[VarianceComponents]) -> VarianceComponents:
     # the run component's divisor uses the harmonic-free balanced form: S only enters the case component
     s = min(k.runs for k in comps)
     return _components(s, c, ms_run, ms_case, ms_res, df_run, df_case, df_res)
+
+
+def run_term(comp: VarianceComponents, coef: float) -> tuple[float, float]:
+    """A run term of a contrast's SE^2, ``coef * s_run^2`` (``coef = sum w_i^2 / S_i`` over the configurations
+    that share ``comp``), and its Satterthwaite denominator. The denominator counts the mean squares the
+    component is made of, ``(a MS_run)^2 / df_run + (a MS_res)^2 / df_res`` with ``a = coef / C``: a component
+    estimated mostly from residual is less certain than MS_run's own degrees of freedom say. (0, 0) when the
+    component is 0; with one case (no residual) the run means' variance on ``df_run``."""
+    term = coef * comp.run
+    if not term > 0:
+        return 0.0, 0.0
+    if comp.df_res > 0:
+        a = coef / comp.cases
+        return term, (a * comp.ms_run) ** 2 / comp.df_run + (a * comp.ms_res) ** 2 / comp.df_res
+    return term, term * term / comp.df_run
