@@ -19,7 +19,11 @@ Intervals compared, all at 95% on the same draws:
 - ``bootstrap``: the two-way bootstrap of the same function (``--boot`` resamples; 0 leaves it out);
 - ``cases only`` (a reference, not an interval bench offers): the paired t-interval on the per-case
   differences of the run-averaged arms, no run term. Where it covers well, runs add little; where it falls far
-  below 95%, run-to-run variance is what a claim must survive.
+  below 95%, run-to-run variance is what a claim must survive;
+- ``known variance`` (a reference no study can compute): the estimate +- 1.96 times the true standard deviation
+  of the estimate, taken as the spread of the row's own estimates over its studies. It is the ideal 95%
+  interval: what it shows is how far a row's figures move by sampling alone (2,000 studies: binomial SE 0.49
+  points), e.g. how many no-effect rows an exact 95% interval puts above 5% false claims.
 """
 
 from __future__ import annotations
@@ -65,22 +69,32 @@ def cases_only(ys: list[np.ndarray], level: float = 0.95) -> tuple[float, float]
     return float(d.mean()) - half, float(d.mean()) + half
 
 
+def _count(hit: list[int], lo: float, hi: float, truth: float) -> None:
+    """Add one study to ``hit`` = [covered, false claims]."""
+    hit[0] += int(lo <= truth <= hi)
+    claim = lo > 0 or hi < 0
+    hit[1] += int(claim and (truth == 0 or np.sign(lo + hi) != np.sign(truth)))
+
+
 def measure(model, runs: int, cases: int, studies: int, n_boot: int, truth: float,
             rng: np.random.Generator) -> dict[str, tuple[float, float]]:
     """Per interval: (coverage, false-claim rate) over ``studies`` studies."""
     from bench.analysis.effects import effect
 
-    hits = {k: [0, 0] for k in ("default", "run df only", "bootstrap", "cases only")}
+    hits = {k: [0, 0] for k in ("default", "run df only", "bootstrap", "cases only", "known variance")}
+    estimates = np.empty(studies)
     for i in range(studies):
         ys = draw_heavy(model, runs, cases, rng)
         e = effect("B - A", ys, np.array([1.0, -1.0]), n_boot=n_boot, seed=i)
+        estimates[i] = e.estimate
         found = {"default": (e.ci_lo, e.ci_hi), "run df only": run_df_only(ys), "cases only": cases_only(ys)}
         if n_boot:
             found["bootstrap"] = (e.boot_lo, e.boot_hi)
         for k, (lo, hi) in found.items():
-            hits[k][0] += int(lo <= truth <= hi)
-            claim = lo > 0 or hi < 0
-            hits[k][1] += int(claim and (truth == 0 or np.sign(lo + hi) != np.sign(truth)))
+            _count(hits[k], lo, hi, truth)
+    half = float(stats.norm.ppf(0.975)) * float(estimates.std())
+    for est in estimates:
+        _count(hits["known variance"], est - half, est + half, truth)
     return {k: (v[0] / studies, v[1] / studies) for k, v in hits.items() if n_boot or k != "bootstrap"}
 
 
@@ -92,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    names = ["default", "run df only"] + (["bootstrap"] if args.boot else []) + ["cases only"]
+    names = ["default", "run df only"] + (["bootstrap"] if args.boot else []) + ["cases only", "known variance"]
     print(f"{args.studies} studies per row; coverage of the 95% interval / false claims (no effect: excludes 0; "
           f"effect {args.effect:g} on the logit scale: excludes 0 on the wrong side)\n")
     print("| scenario | runs x cases | effect (Dice) | " + " | ".join(f"{n}: coverage, false" for n in names) + " |")

@@ -4,7 +4,7 @@ Conventions every loss filler follows (so tricks compose):
 
 - ``logits``: float tensor ``(B, C, X, Y, Z)`` (the model's final output, possibly bf16 under autocast;
   compute in float32); ``target``: int64 ``(B, X, Y, Z)`` class indices 0..C-1;
-  ``state``: the :class:`bench.engine.recipe.StepState` of the step (iteration, total, epoch, sample weights,
+  ``state``: the :class:`bench.engine.step.StepState` of the step (iteration, total, epoch, sample weights,
   the recipe's ``voxel_weighting``).
 - A loss returns a **per-sample** tensor ``(B,)``. The trainer multiplies it by ``state.sample_weight``
   (1 for labelled cases, alpha for pseudo-labelled ones) and averages over the batch.
@@ -19,25 +19,15 @@ Conventions every loss filler follows (so tricks compose):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from bench.engine.recipe import StepState
+from bench.engine.step import LossFn, StepState, VoxelWeighting
 
 __all__ = [
     "LossFn", "VoxelWeighting", "voxel_cross_entropy", "soft_dice_loss", "MeanCrossEntropy", "CEDiceLoss",
 ]
-
-
-class LossFn(Protocol):
-    def __call__(self, logits: torch.Tensor, target: torch.Tensor, state: StepState) -> torch.Tensor: ...
-
-
-class VoxelWeighting(Protocol):
-    def __call__(self, logits: torch.Tensor, target: torch.Tensor, state: StepState) -> torch.Tensor: ...
 
 
 def voxel_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -35,16 +35,12 @@ picklable (module-level classes, frozen dataclasses are ideal) and draw randomne
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import torch
+from typing import Any
 
 from bench.engine.config import ModelConfig, TrainConfig
-from bench.engine.losses import CEDiceLoss, LossFn, MeanCrossEntropy, VoxelWeighting
+from bench.engine.losses import CEDiceLoss, MeanCrossEntropy
 from bench.engine.sampling import (
     Augment,
     FixedPatchPlan,
@@ -55,9 +51,15 @@ from bench.engine.sampling import (
     UniformSampler,
 )
 from bench.engine.schedule import PolySchedule, Schedule
-
-if TYPE_CHECKING:
-    from tricks._registry import Stack
+from bench.engine.step import (
+    LossFn,
+    ProgressFn,
+    StepState,
+    TrainContext,
+    TrainingStopped,
+    TrainResult,
+    VoxelWeighting,
+)
 
 __all__ = [
     "SLOTS", "Recipe", "StepState", "Hook", "TrainContext", "TrainResult", "WindowFusion", "SameFold", "AllFolds",
@@ -69,37 +71,6 @@ SLOTS: tuple[str, ...] = (
     "voxel_weighting", "schedule",
     "window_fusion", "postprocess", "model_set", "procedure",
 )
-
-# progress(info) with info keys: iteration (done so far), total, loss, lr, epoch, and "val" (dict) after a
-# validation.
-ProgressFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class StepState:
-    """Mutable state of one optimiser step, seen by losses and hooks.
-
-    ``iteration`` is the 0-based index of the step being taken (so ``iteration / total`` is the fraction of
-    training done before it). Hooks may change fields in ``before_step`` (e.g. ``extras``) and read
-    ``loss`` in ``after_step``.
-    """
-
-    iteration: int
-    total: int
-    epoch: int
-    epoch_length: int
-    lr: float
-    patch: tuple[int, int, int]
-    batch: int
-    voxel_weighting: VoxelWeighting
-    sample_weight: torch.Tensor | None = None  # (B,) loss weight of each sample (alpha for pseudo-labels)
-    loss: float | None = None  # filled after the step
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def progress(self) -> float:
-        """Fraction of training done before this step, in [0, 1)."""
-        return self.iteration / max(1, self.total)
 
 
 class Hook:
@@ -154,42 +125,6 @@ class AllFolds:
 
     def __call__(self, fold: int, n_folds: int) -> list[int]:
         return list(range(n_folds))
-
-
-class TrainingStopped(Exception):
-    """``stop`` was set: a checkpoint was saved at ``iteration``; ``train`` again resumes from it."""
-
-    def __init__(self, iteration: int, checkpoint: Path):
-        self.iteration = iteration
-        self.checkpoint = checkpoint
-        super().__init__(f"training stopped at iteration {iteration}; checkpoint {checkpoint}")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a training returns: the final checkpoint, the learning curve (one dict per validation or epoch:
-    iteration, epoch, loss, lr, seconds and, after a validation, ``val_dice_ET/TC/WT``), the training's wall
-    time in seconds (summed over resumed sessions) and the iterations done."""
-
-    checkpoint: Path
-    curve: list[dict[str, Any]]
-    seconds: float
-    iterations: int
-
-
-@dataclass
-class TrainContext:
-    """Everything a procedure needs. ``stack`` is None when the engine is driven without tricks."""
-
-    dataset: Any  # bench.data.prepare.PreparedDataset
-    out_dir: Path
-    model_cfg: ModelConfig
-    train_cfg: TrainConfig
-    recipe: Recipe
-    stack: Stack | None = None
-    resume: bool = True
-    progress: ProgressFn | None = None
-    stop: threading.Event | None = None
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from bench.engine.config import ENGINE_VERSION, InferenceConfig
 from bench.engine.infer import autocast, predict_probabilities, region_dice, resolve_device
 from bench.engine.loader import BatchSource, CasePool, make_loader
 from bench.engine.model import build_model
-from bench.engine.recipe import StepState, TrainContext, TrainingStopped, TrainResult
 from bench.engine.sampling import as_patch3
+from bench.engine.step import StepState, TrainContext, TrainingStopped, TrainResult
 from bench.errors import CheckpointError, SpecError, TrainingDiverged
 
 __all__ = ["run_training", "validate", "default_pools"]
