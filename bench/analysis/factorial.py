@@ -90,7 +90,7 @@ def factorial_effects(metrics: Any, configurations: Sequence[Any], toggles: Sequ
                 "runs_a": e.n_runs[0], "runs_b": e.n_runs[1], "dropped_cases": lay.dropped_cases,
             })
         block = rows[start:]
-        adj = holm(np.array([r["p"] for r in block], dtype=float)) if block else []
+        adj: np.ndarray | list[float] = holm(np.array([r["p"] for r in block], dtype=float)) if block else []
         for r, p in zip(block, adj):
             r["p_holm"] = float(p)
             r["significant"] = bool(r["run_measured"] and not np.isnan(p) and p < 1 - level)

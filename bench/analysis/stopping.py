@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from scipy import stats
@@ -123,7 +123,7 @@ def case_values(metrics: pd.DataFrame, regions: tuple[str, ...] = ("ET", "TC", "
                 value: str = "dice") -> pd.DataFrame:
     """Per-case values averaged over ``regions``: columns label, fold, seed, case_id, value."""
     m = metrics[metrics["region"].isin(regions)]
-    out = m.groupby(["label", "fold", "seed", "case_id"], as_index=False)[value].mean()
+    out = cast("pd.DataFrame", m.groupby(["label", "fold", "seed", "case_id"], as_index=False)[value].mean())
     return out.rename(columns={value: "value"})
 
 

@@ -148,7 +148,6 @@ def warn_unassigned(ds: object) -> None:
         shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
         print(f"bench: warning: {len(ids)} labeled case(s) are in no split and are not used: {shown}",
               file=sys.stderr)
-    return 0
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["register"]
 
@@ -252,7 +252,7 @@ def _status(args: argparse.Namespace) -> int:
     width = max([len(str(x)) for x in cells["label"]] + [5])
     print(f"{'label':{width}s}  fold  seed  state    device   tries  worker / reason")
     for c in cells.itertuples():
-        note = c.error if c.state in ("failed", "skipped", "pruned") else (c.worker or "")
+        note = cast("str | None", c.error if c.state in ("failed", "skipped", "pruned") else (c.worker or ""))
         tries = f"{c.attempts}" + (f" ({c.preemptions} handed back)" if getattr(c, "preemptions", 0) else "")
         print(f"{c.label:{width}s}  {c.fold:4d}  {c.seed:4d}  {c.state:8s} {str(c.device or ''):8s} {tries:6s} "
               f"{note or ''}")

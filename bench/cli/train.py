@@ -110,7 +110,7 @@ def open_dataset(path: str, *, spacing: float | None, cache: str | None, progres
         more = f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""
         raise DataError(f"--data {path} fails `bench data check`: {first.file}: {first.message}{more}")
     folds = getattr(args, "folds", None)
-    split = {
+    split: dict[str, Any] = {
         "folds": 5 if folds is None else folds, "lower_folds": folds is None,
         "test_fraction": getattr(args, "test_fraction", 0.2), "split_seed": getattr(args, "split_seed", 0),
         "test_ids": getattr(args, "test_ids", None), "splits": getattr(args, "splits", None),

@@ -30,7 +30,7 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -340,7 +340,7 @@ def prepare(
     if not src.is_dir():
         raise DataError(f"{source}: not a folder (expected a BraTS or MSD dataset folder)")
     fmt, labeled, unlabeled = _collect(src, fmt)
-    params = {
+    params: dict[str, Any] = {
         "spacing": None if spacing is None else float(spacing), "normalization": normalization, "format": fmt,
         "folds": int(folds), "test_fraction": float(test_fraction), "split_seed": int(split_seed),
     }
@@ -402,17 +402,18 @@ def prepare(
         case_ids = sorted(c.case_id for c in labeled)
         has_et = [entries[c]["has_et"] for c in case_ids]
         if fixed is None:
-            splits = make_splits(case_ids, has_et, params["folds"], test_fraction, split_seed, options=options)
+            splits_json = make_splits(case_ids, has_et, params["folds"], test_fraction, split_seed, options=options)
         else:
-            splits = fixed_splits(case_ids, test_ids=fixed["test"], folds_file=fixed["folds"],
-                                  test_where=split_names[0], splits_where=split_names[1],
-                                  folds=params.get("folds", 1), seed=split_seed, has_et=has_et, options=options)
+            splits_json = fixed_splits(case_ids, test_ids=fixed["test"], folds_file=fixed["folds"],
+                                       test_where=split_names[0], splits_where=split_names[1],
+                                       folds=params.get("folds", 1), seed=split_seed, has_et=has_et,
+                                       options=options)
         info = {
             "version": PREPROCESS_VERSION, "fingerprint": fp, "source": str(src), "format": fmt,
             "params": params, "case_ids": case_ids, "unlabeled_ids": sorted(c.case_id for c in unlabeled),
             "cases": entries,
         }
-        (tmp / "splits.json").write_text(json.dumps(splits, indent=1))
+        (tmp / "splits.json").write_text(json.dumps(splits_json, indent=1))
         (tmp / "dataset.json").write_text(json.dumps(info, indent=1))
         try:
             os.rename(tmp, root)

@@ -115,7 +115,8 @@ def read_splits_file(path: Path | str, *, what: str = "--splits") -> dict:
     if isinstance(raw, list):
         if not raw or not all(isinstance(f, dict) and set(f) >= {"train", "val"} for f in raw):
             raise DataError(f"{what} {p}: {accepted}")
-        train = [_id_list(f["train"], f"{what} {p}: fold {i} train") for i, f in enumerate(raw)]
+        train: list[list[str]] | None = [_id_list(f["train"], f"{what} {p}: fold {i} train")
+                                         for i, f in enumerate(raw)]
         val = [_id_list(f["val"], f"{what} {p}: fold {i} val") for i, f in enumerate(raw)]
         return {"format": "nnunet", "train": train, "val": val, "test": None}
     if isinstance(raw, dict) and "val" in raw and isinstance(raw["val"], list):

@@ -11,7 +11,7 @@ import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,7 +25,7 @@ __all__ = ["NativeEngine"]
 class NativeEngine(Engine):
     name = "native"
     summary = "bench's own 3D U-Net (bench.engine): every trick fills a recipe slot"
-    option_keys: dict[str, str] = {}
+    option_keys: ClassVar[dict[str, str]] = {}
 
     def validate(self, source: str, tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         from bench.engine.config import InferenceConfig, ModelConfig, TrainConfig
@@ -35,7 +35,7 @@ class NativeEngine(Engine):
         if opts:
             raise SpecError(f"{source}: engine.{sorted(opts)[0]} is not a key of the native engine "
                             "(it takes only [engine] name)")
-        out = {"engine": {}}
+        out: dict[str, dict[str, Any]] = {"engine": {}}
         for section, cls, forbidden in (("model", ModelConfig, ()), ("train", TrainConfig, ("fold", "seed")),
                                         ("inference", InferenceConfig, ())):
             table = dict(tables.get(section, {}))

@@ -4,15 +4,19 @@ report, with intervals that include run variance when it is measured (:mod:`benc
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.design import traits
 from bench.report.model import METRICS, REGIONS, Analysis, ReportData, metric_name
 
+if TYPE_CHECKING:
+    from bench.analysis.factorial import EffectSpec
+
 __all__ = ["design_effects"]
 
 
-def _factors_and_effects(a: Analysis, data: ReportData) -> tuple[list[Any], list[str], Any] | None:
+def _factors_and_effects(a: Analysis,
+                         data: ReportData) -> tuple[list[str], list[EffectSpec], dict[str, Any] | None] | None:
     """The factors and estimable effects of a two-level design, or None with ``a.effects_note`` set."""
     from bench.analysis.factorial import EffectSpec, effect_specs
 

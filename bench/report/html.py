@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,7 +57,8 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
         _table(
             "<b>Table 2.</b> " + text.table2_caption(a, MARKUP),
             [""] + _METRIC_HEAD,
-            [[s] + [text.fmt(float(a.table2.loc[s, metric_name(m)])) for m in METRICS] for s in TABLE2_STATS],
+            [[s] + [text.fmt(float(cast(float, a.table2.loc[s, metric_name(m)]))) for m in METRICS]
+             for s in TABLE2_STATS],
         ),
         "<h2>Statistics</h2>",
         f"<p><b>Confidence intervals.</b> {esc(why)}.</p>" if (why := text.interval_note(a)) is not None else _table(
@@ -105,7 +107,7 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
             _table(
                 f"Parameter importances ({esc(a.importances_note or '')})",
                 ["Parameter", "Importance"],
-                [[esc(r.parameter), f"{r.importance:.3f}"] for r in a.importances.itertuples()],
+                [[esc(r.parameter), f"{r.importance:.3f}"] for r in cast(Any, a.importances.itertuples())],
             )
         )
     elif a.importances_note:
@@ -124,7 +126,7 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
                 [
                     [esc(r.trick), str(r.cells), f"{r.cpu_hours:.3f}", f"{r.gpu_hours:.3f}", text.fmt(r.mean_seconds_on, 1),
                      text.fmt(r.mean_seconds_off, 1), text.fmt_signed(r.extra_seconds, 1)]
-                    for r in ap.trick_cost.itertuples()
+                    for r in cast(Any, ap.trick_cost.itertuples())
                 ],
             )
         )
@@ -136,7 +138,7 @@ def document(a: Analysis, ap: Appendix, figures: list[tuple[str, str]]) -> str:
                 [
                     [esc(r.label), str(r.fold), str(r.seed), esc(r.state), esc(r.device), text.fmt(r.train_seconds, 1),
                      text.fmt(r.eval_seconds, 1)]
-                    for r in ap.timings.itertuples()
+                    for r in cast(Any, ap.timings.itertuples())
                 ],
             )
         )

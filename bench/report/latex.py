@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def table2(a: Analysis) -> str:
         header,
     )
     for stat in TABLE2_STATS:
-        vals = [text.fmt(float(a.table2.loc[stat, metric_name(m)])) for m in METRICS]
+        vals = [text.fmt(float(cast(float, a.table2.loc[stat, metric_name(m)]))) for m in METRICS]
         lines.append(stat + " & " + " & ".join(vals) + r" \\")
     lines += _end_table(len(TABLE2_STATS), closing, None)
     return "\n".join(lines) + "\n"
@@ -333,7 +334,7 @@ def appendix(ap: Appendix) -> str:
             f"{escape(str(r.trick))} & {int(r.cells)} & {r.cpu_hours:.3f} & {r.gpu_hours:.3f} & "
             f"{text.fmt(r.mean_seconds_on, 1)} & {text.fmt(r.mean_seconds_off, 1)} & "
             f"{text.fmt_signed(r.extra_seconds, 1)} \\\\"
-            for r in tc.itertuples()
+            for r in cast(Any, tc.itertuples())
         ]
         lines, closing = _begin_table(
             len(rows), "lrrrrrr", escape(ap.trick_cost_caption), "tab:trick-cost",
@@ -345,7 +346,7 @@ def appendix(ap: Appendix) -> str:
         rows = [
             f"{escape(str(r.label))} & {r.fold} & {r.seed} & {escape(str(r.state))} & {escape(str(r.device))} & "
             f"{text.fmt(r.train_seconds, 1)} & {text.fmt(r.eval_seconds, 1)} \\\\"
-            for r in t.itertuples()
+            for r in cast(Any, t.itertuples())
         ]
         lines, closing = _begin_table(
             len(rows), "lrrllrr", "Every cell: state, device and wall-clock seconds of training and evaluation.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 
 from bench.report import text
@@ -47,7 +49,8 @@ def table1(a: Analysis) -> str:
 
 
 def table2(a: Analysis) -> str:
-    rows = [[s] + [text.fmt(float(a.table2.loc[s, metric_name(m)])) for m in METRICS] for s in TABLE2_STATS]
+    rows = [[s] + [text.fmt(float(cast(float, a.table2.loc[s, metric_name(m)]))) for m in METRICS]
+            for s in TABLE2_STATS]
     return f"**Table 2.** {text.table2_caption(a, MARKUP)}\n\n{_table('', rows)}\n"
 
 
@@ -102,7 +105,7 @@ def effects(a: Analysis) -> str:
         out.append(f"**Factorial effects.** {a.effects_note}.\n")
     if a.importances is not None and not a.importances.empty:
         lines = ["| Parameter | Importance |", "|---|---:|"]
-        lines += [f"| {_esc(r.parameter)} | {r.importance:.3f} |" for r in a.importances.itertuples()]
+        lines += [f"| {_esc(r.parameter)} | {r.importance:.3f} |" for r in cast(Any, a.importances.itertuples())]
         out.append(f"**Parameter importances** ({a.importances_note}).\n\n" + "\n".join(lines) + "\n")
     elif a.importances_note:
         out.append(f"**Parameter importances.** {a.importances_note}\n")
@@ -119,14 +122,14 @@ def appendix(ap: Appendix) -> str:
         out += [
             f"| {_esc(r.trick)} | {r.cells} | {r.cpu_hours:.3f} | {r.gpu_hours:.3f} | {text.fmt(r.mean_seconds_on, 1)} | "
             f"{text.fmt(r.mean_seconds_off, 1)} | {text.fmt_signed(r.extra_seconds, 1)} |"
-            for r in ap.trick_cost.itertuples()
+            for r in cast(Any, ap.trick_cost.itertuples())
         ] + [""]
     if not ap.timings.empty:
         out += ["| Configuration | Fold | Seed | State | Device | Train s | Eval s |", "|---|---:|---:|---|---|---:|---:|"]
         out += [
             f"| {_esc(r.label)} | {r.fold} | {r.seed} | {r.state} | {r.device} | {text.fmt(r.train_seconds, 1)} | "
             f"{text.fmt(r.eval_seconds, 1)} |"
-            for r in ap.timings.itertuples()
+            for r in cast(Any, ap.timings.itertuples())
         ] + [""]
     if ap.spec:
         out += ["Experiment spec:", "", "```toml", ap.spec.rstrip(), "```", ""]

@@ -10,6 +10,7 @@ import html as html_mod
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ def _rows(r: Ranking, esc: Callable[[str], str], pct: str = "%") -> tuple[list[s
     if r.run_ranks:
         head.append("Rank per run (" + ", ".join(_run_keys(r)) + ")")
     rows = []
-    for row in r.frame().itertuples(index=False):
+    for row in cast(Any, r.frame().itertuples(index=False)):
         cells = [str(row.rank), esc(row.label), f"{row.score:.3f}", str(row.runs),
                  f"{row.boot_median_rank:g} [{row.boot_rank_lo}, {row.boot_rank_hi}]", f"{100 * row.p_rank1:.1f}{pct}",
                  esc(fmt_p(row.p_vs_next)) if row.next else "-"]
@@ -215,7 +216,7 @@ def plot(r: Ranking, out_dir: Path) -> list[Path]:
     paths = []
     for ext, kw in (("png", {"dpi": 110}), ("pdf", {})):
         buf = io.BytesIO()
-        fig.savefig(buf, format=ext, **kw)
+        fig.savefig(buf, format=ext, **cast(dict[str, Any], kw))
         paths.append(write_bytes_atomic(out_dir / f"{PLOT_STEM}.{ext}", buf.getvalue()))
     return paths
 

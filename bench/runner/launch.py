@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.design import design_class
 from bench.errors import SpecError
@@ -286,7 +286,7 @@ def summary_table(store: Any, experiment: str) -> str:
     means = metrics.groupby(["cell_id", "region"])["dice"].mean() if len(metrics) else None
     missed = _missed_by_cell(metrics)
     rows: list[tuple[str, ...]] = [("label", "fold", "seed", "state", "Dice ET", "Dice WT", "Dice TC", "note")]
-    for c in cells.itertuples():
+    for c in cast(Any, cells.itertuples()):  # row fields: the store's columns
         vals = []
         for region in ("ET", "WT", "TC"):
             v = means.get((c.cell_id, region)) if means is not None else None

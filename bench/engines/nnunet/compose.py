@@ -258,7 +258,7 @@ def inference_settings(stack: Any, inference: Mapping[str, Any] | None = None) -
     return settings
 
 
-def dataset_json_for(cls: type, dataset_json: dict) -> dict:
+def dataset_json_for(cls: Any, dataset_json: dict) -> dict:
     """The dataset.json a trainer of the composed class ``cls`` trains with (and its predictor must use): the
     raw one through the parts' ``_bench_dataset_json`` hooks (four BraTS classes, or regions with ``multitask``).
     Equal to the checkpoint's ``init_args["dataset_json"]``."""

@@ -25,7 +25,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -177,7 +177,8 @@ class NnunetEngine(Engine):
         compose = compose_module()
         settings = dict(compose.inference_settings(job.stack, job.inference))
         cls = compose.trainer_class(job.stack, budget=budget({}))
-        dataset_json = compose.dataset_json_for(cls, data.dataset_json())  # the form the trainer trained with
+        dataset_json = compose.dataset_json_for(  # the form the trainer trained with
+            cls, cast(Any, data).dataset_json())
         yield from predict(list(checkpoints), data, list(case_ids), cls, dataset_json, settings, device=job.device,
                            progress=progress)
 

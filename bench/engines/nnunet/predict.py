@@ -30,7 +30,7 @@ def device_of(device: str | None) -> Any:
     return torch.device(dev)
 
 
-def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls: type, dataset_json: dict,
+def predict(checkpoints: list[Path], data: Any, case_ids: list[str], trainer_cls: type[Any], dataset_json: dict,
             settings: dict[str, Any], *, device: str | None = None,
             progress: ProgressFn | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(case_id, labels)``: uint8 BraTS-2019 labels on the case's source grid. ``dataset_json`` is the
