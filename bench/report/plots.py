@@ -118,13 +118,27 @@ def main_effects(a: Analysis, out_dir: Path) -> list[Path]:
     return _save(fig, out_dir, "main_effects")
 
 
+def validation_regions(curves: pd.DataFrame) -> list[str]:
+    """The regions whose validation Dice every validation point of ``curves`` recorded (columns
+    ``val_dice_et/wt/tc``), in REGIONS order. nnU-Net's label-trained validation records ET only (its classes
+    are NCR, ED, ET; WT and TC are unions it does not score), bench's own engine all three."""
+    cols = [f"val_dice_{r.lower()}" for r in REGIONS if f"val_dice_{r.lower()}" in curves]
+    if not cols:
+        return []
+    points = curves[cols].notna().any(axis=1)
+    if not points.any():
+        return []
+    return [r for r in REGIONS if f"val_dice_{r.lower()}" in cols
+            and bool(curves.loc[points, f"val_dice_{r.lower()}"].notna().all())]
+
+
 def learning_curves(a: Analysis, curves: pd.DataFrame, out_dir: Path) -> list[Path]:
     if curves is None or curves.empty:
         return []
     c = curves.copy()
-    val_cols = [f"val_dice_{r.lower()}" for r in REGIONS if f"val_dice_{r.lower()}" in c]
-    if val_cols:
-        c["val_dice"] = c[val_cols].astype(float).mean(axis=1, skipna=False)
+    regions = validation_regions(c)
+    if regions:
+        c["val_dice"] = c[[f"val_dice_{r.lower()}" for r in regions]].astype(float).mean(axis=1, skipna=False)
     show_legend = len(a.labels) <= 12
     fig, axes = _figure(12, 4.2, ncols=2)
     ax_loss, ax_val = axes[0]
@@ -144,7 +158,9 @@ def learning_curves(a: Analysis, curves: pd.DataFrame, out_dir: Path) -> list[Pa
             if not val.empty:
                 ax_val.plot(val.index, val.to_numpy(), color=color, lw=1.2, marker="o", ms=2, label=str(label))
     ax_loss.set(title="training loss (mean over cells)", xlabel="epoch", ylabel="loss")
-    ax_val.set(title="validation Dice, mean of ET/WT/TC (mean over cells)", xlabel="epoch", ylabel="Dice")
+    shown = regions if regions else list(REGIONS)
+    ax_val.set(title=f"validation Dice, {'mean of ' if len(shown) > 1 else ''}{'/'.join(shown)} (mean over cells)",
+               xlabel="epoch", ylabel="Dice")
     from matplotlib.ticker import MaxNLocator
 
     for ax in (ax_loss, ax_val):
