@@ -204,3 +204,30 @@ def test_unlabeled_only_folder_can_be_prepared(synth_raw: Path, tmp_path: Path) 
     assert ds.case_ids == [] and ds.unlabeled_ids == ["BRATS_U001", "BRATS_U002"]
     assert ds.test_ids() == [] and ds.train_ids(0) == [] and ds.val_ids(4) == []
     assert ds.load("BRATS_U002").image.shape[0] == 4
+
+
+def test_an_index_without_arrays_has_the_full_caches_identity_and_labels(
+        synth_raw: Path, tmp_path: Path, prepared: PreparedDataset) -> None:
+    cache = tmp_path / "cache"
+    idx = prepare(synth_raw, cache, folds=3, test_fraction=0.2, progress=False, arrays=False)
+    # no working-grid arrays on disk, only the source-grid labels and the metadata
+    assert idx.root.name == f"{prepared.fingerprint}.index" and not idx.has_arrays and prepared.has_arrays
+    assert not (idx.root / "images").exists() and not (idx.root / "labels").exists()
+    assert sorted(p.stem for p in (idx.root / "source_labels").iterdir()) == prepared.case_ids
+    # the same identity, splits, metadata and labels as the full cache (keys made from it do not change)
+    assert idx.fingerprint == prepared.fingerprint
+    assert idx.case_ids == prepared.case_ids and idx.unlabeled_ids == prepared.unlabeled_ids
+    assert idx.test_ids() == prepared.test_ids() and idx.val_ids(1) == prepared.val_ids(1)
+    for cid in prepared.case_ids:
+        assert idx.meta(cid) == prepared.meta(cid)
+        np.testing.assert_array_equal(idx.source_label(cid), prepared.source_label(cid))
+        assert idx.has_et(cid) == prepared.has_et(cid) and idx.label_counts(cid) == prepared.label_counts(cid)
+    with pytest.raises(DataError, match="without image arrays"):
+        idx.load(prepared.case_ids[0])
+    # reused, not rebuilt; and once a full cache of the same data exists, it serves instead of the index
+    stamp = (idx.root / "dataset.json").stat().st_mtime_ns
+    assert prepare(synth_raw, cache, folds=3, test_fraction=0.2, progress=False, arrays=False).root == idx.root
+    assert (idx.root / "dataset.json").stat().st_mtime_ns == stamp
+    full = prepare(synth_raw, cache, folds=3, test_fraction=0.2, progress=False)
+    assert full.root.name == prepared.fingerprint and full.has_arrays
+    assert prepare(synth_raw, cache, folds=3, test_fraction=0.2, progress=False, arrays=False).root == full.root

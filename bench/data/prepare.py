@@ -19,6 +19,12 @@ Layout of a prepared folder::
     images/<ID>.npy            float32 (4, x, y, z), channels T1, T1ce, T2, FLAIR, on the working grid
     labels/<ID>.npy            uint8 (x, y, z) class indices 0..3 on the working grid (labeled cases)
     source_labels/<ID>.npy     uint8 BraTS-2019 labels on the source grid, cropped to the bbox
+
+An engine that reads the source files itself (nnU-Net) needs the case list, the splits, the metadata and the
+source-grid labels but no working-grid arrays: ``prepare(..., arrays=False)`` writes that index alone (no
+``images/`` or ``labels/``: a few MB a case instead of tens) into ``<cache_root>/<fingerprint>.index/``. Its
+fingerprint is the full cache's, so keys made from it do not depend on which of the two was built; a full
+cache of the same data, where there is one, serves instead.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ __all__ = [
 ]
 
 DEFAULT_CACHE_ROOT = Path(".bench") / "cache"
+INDEX_SUFFIX = ".index"  # folder suffix of a cache prepared without arrays
 
 # ---------------------------------------------------------------------------------------------------------
 # splits and fingerprint
@@ -207,9 +214,17 @@ class PreparedDataset:
     def has_et(self, case_id: str) -> bool:
         return bool(self._entry(case_id).get("has_et", False))
 
+    @property
+    def has_arrays(self) -> bool:
+        """False for an index prepared with ``arrays=False`` (no working-grid images or labels)."""
+        return bool(self._info.get("arrays", True))
+
     def load(self, case_id: str, *, mmap: bool = True) -> PreparedCase:
         """The prepared case; arrays are memory-mapped read-only unless ``mmap=False``."""
         entry = self._entry(case_id)
+        if not self.has_arrays:
+            raise DataError(f"{self.root}: an index without image arrays (prepared for an engine that reads the "
+                            "source files); bench's own engine needs the full cache (`bench data prepare`)")
         mode: Literal["r"] | None = "r" if mmap else None
         image = np.load(self.root / "images" / f"{case_id}.npy", mmap_mode=mode)
         label = np.load(self.root / "labels" / f"{case_id}.npy", mmap_mode=mode) if entry["labeled"] else None
@@ -244,17 +259,20 @@ class PreparedDataset:
         )
 
 
-def _prepare_one(job: tuple[CaseFiles, Path, float | None, str]) -> tuple[str, dict]:
-    """Read, preprocess and save one case into the build folder; returns (case ID, its dataset.json entry)."""
-    cf, tmp, spacing, normalization = job
+def _prepare_one(job: tuple[CaseFiles, Path, float | None, str, bool]) -> tuple[str, dict]:
+    """Read, preprocess and save one case into the build folder; returns (case ID, its dataset.json entry).
+    Without ``arrays`` (the last item of ``job``) only the source-grid label is saved."""
+    cf, tmp, spacing, normalization, arrays = job
     case = read_case(cf)
     image, label, meta, src_crop = preprocess_case(case, spacing=spacing, normalization=normalization)
-    np.save(tmp / "images" / f"{cf.case_id}.npy", np.ascontiguousarray(image))
+    if arrays:
+        np.save(tmp / "images" / f"{cf.case_id}.npy", np.ascontiguousarray(image))
     entry: dict = {"labeled": label is not None, "meta": meta.to_json(), "files": {
         "format": cf.format, "files": {k: str(v) for k, v in cf.files.items()},
         "seg": str(cf.seg) if cf.seg else None, "folder": str(cf.folder)}}
     if label is not None and src_crop is not None:
-        np.save(tmp / "labels" / f"{cf.case_id}.npy", np.ascontiguousarray(label))
+        if arrays:
+            np.save(tmp / "labels" / f"{cf.case_id}.npy", np.ascontiguousarray(label))
         np.save(tmp / "source_labels" / f"{cf.case_id}.npy", src_crop)
         counts = np.bincount(src_crop.ravel(), minlength=5)
         entry["label_counts"] = {str(k): int(counts[k]) for k in CLASS_LABELS[1:]}
@@ -320,6 +338,7 @@ def prepare(
     lower_folds: bool = False,
     options: SplitOptions = CLI_OPTIONS,
     split_names: tuple[str, str] = ("--test-ids", "--splits"),
+    arrays: bool = True,
 ) -> PreparedDataset:
     """Prepare (or reuse) the cache of the dataset at ``source``; see the module docstring.
 
@@ -330,7 +349,8 @@ def prepare(
     ``splits_final.json`` or bench's ``splits.json``) fixes the folds (see :mod:`bench.data.splits`). With
     ``lower_folds``, a drawn split on too few cases gets as many folds as the cases allow (down to 1, no
     validation) instead of an error. ``options`` and ``split_names`` name the caller's options in messages.
-    The split itself is part of the fingerprint: a changed split is a new cache.
+    The split itself is part of the fingerprint: a changed split is a new cache. ``arrays=False``: the index
+    without working-grid arrays (module docstring), or the full cache when one exists.
     """
     if normalization not in NORMALIZATIONS:
         raise SpecError(f"unknown normalization {normalization!r}; accepted: {', '.join(NORMALIZATIONS)}")
@@ -369,19 +389,24 @@ def prepare(
     root = croot / fp
     if (root / "dataset.json").is_file():
         return PreparedDataset.open(root)
+    if not arrays:
+        root = croot / f"{fp}{INDEX_SUFFIX}"
+        if (root / "dataset.json").is_file():
+            return PreparedDataset.open(root)
 
     croot.mkdir(parents=True, exist_ok=True)
     tmp = croot / f".tmp-{fp}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    for sub in ("images", "labels", "source_labels"):
+    for sub in ("images", "labels", "source_labels") if arrays else ("source_labels",):
         (tmp / sub).mkdir(parents=True)
     bar = None
     if progress:
         from bench.bars import progress_bar
 
-        bar = progress_bar(total=len(labeled) + len(unlabeled), desc=f"preparing {src.name}", unit="case")
+        verb = "preparing" if arrays else "indexing"
+        bar = progress_bar(total=len(labeled) + len(unlabeled), desc=f"{verb} {src.name}", unit="case")
     try:
         entries: dict[str, dict] = {}
-        jobs = [(cf, tmp, spacing, normalization) for cf in labeled + unlabeled]
+        jobs = [(cf, tmp, spacing, normalization, arrays) for cf in labeled + unlabeled]
         if workers > 1 and len(jobs) > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -411,7 +436,7 @@ def prepare(
         info = {
             "version": PREPROCESS_VERSION, "fingerprint": fp, "source": str(src), "format": fmt,
             "params": params, "case_ids": case_ids, "unlabeled_ids": sorted(c.case_id for c in unlabeled),
-            "cases": entries,
+            "cases": entries, "arrays": arrays,
         }
         (tmp / "splits.json").write_text(json.dumps(splits_json, indent=1))
         (tmp / "dataset.json").write_text(json.dumps(info, indent=1))

@@ -18,7 +18,23 @@ import numpy as np
 from bench.engines import register
 from bench.engines._base import Engine, PredictJob, PreparedData, ProgressFn, TrainJob
 
-__all__ = ["NativeEngine"]
+__all__ = ["NativeEngine", "prepare_source"]
+
+
+def prepare_source(data_spec: Any, source: Path, workspace_root: Path, *, progress: bool = False,
+                   arrays: bool = True) -> Any:
+    """bench's prepared dataset of ``source`` under ``workspace_root/cache`` as ``data_spec`` (a
+    :class:`bench.spec.model.DataSpec`) says: case list, splits, metadata and source-grid labels, and with
+    ``arrays`` the working-grid arrays bench's own U-Net trains on (an engine that reads the source files
+    itself asks for the index alone: :func:`bench.data.prepare.prepare`'s ``arrays=False``)."""
+    from bench.data.prepare import prepare
+
+    return prepare(source, Path(workspace_root) / "cache", spacing=data_spec.spacing,
+                   normalization=data_spec.normalization, fmt=data_spec.format, folds=data_spec.folds,
+                   test_fraction=data_spec.test_fraction, split_seed=data_spec.split_seed, progress=progress,
+                   test_ids=data_spec.test_ids, splits=data_spec.splits,
+                   options=("data.folds", "data.test_fraction"), split_names=("data.test_ids", "data.splits"),
+                   arrays=arrays)
 
 
 @register
@@ -60,13 +76,7 @@ class NativeEngine(Engine):
 
     def prepare(self, data_spec: Any, source: Path, workspace_root: Path, *, options: dict[str, Any],
                 progress: bool = False) -> PreparedData:
-        from bench.data.prepare import prepare
-
-        return prepare(source, Path(workspace_root) / "cache", spacing=data_spec.spacing,
-                       normalization=data_spec.normalization, fmt=data_spec.format, folds=data_spec.folds,
-                       test_fraction=data_spec.test_fraction, split_seed=data_spec.split_seed, progress=progress,
-                       test_ids=data_spec.test_ids, splits=data_spec.splits,
-                       options=("data.folds", "data.test_fraction"), split_names=("data.test_ids", "data.splits"))
+        return prepare_source(data_spec, source, workspace_root, progress=progress)
 
     def training_key(self, data: PreparedData, job: TrainJob) -> str:
         from bench.engine.api import training_key

@@ -124,20 +124,22 @@ class NnunetEngine(Engine):
 
     def prepare(self, data_spec: Any, source: Path, workspace_root: Path, *, options: dict[str, Any],
                 progress: bool = False) -> PreparedData:
-        from bench.engines.native import NativeEngine
+        from bench.engines.native import prepare_source
         from bench.engines.nnunet import _nn, data
 
         _nn.require()
-        base = NativeEngine().prepare(data_spec, source, workspace_root, options={}, progress=progress)
+        # bench's index of the folder (cases, splits, metadata, source labels): nnU-Net reads the source files
+        base = prepare_source(data_spec, source, workspace_root, progress=progress, arrays=False)
         return data.prepare(base, Path(workspace_root), {**_DEFAULTS, **options}, progress=progress)
 
     def prepare_inputs(self, data_spec: Any, source: Path, workspace_root: Path, *, options: dict[str, Any],
                        progress: bool = False) -> PreparedData:
-        from bench.engines.native import NativeEngine
+        from bench.engines.native import prepare_source
         from bench.engines.nnunet import _nn, data
 
         _nn.require()
-        base = NativeEngine().prepare(data_spec, source, workspace_root, options={}, progress=progress)
+        # bench's index of the folder (cases, splits, metadata, source labels): nnU-Net reads the source files
+        base = prepare_source(data_spec, source, workspace_root, progress=progress, arrays=False)
         return data.PredictionInputs(base, Path(workspace_root), {**_DEFAULTS, **options})
 
     def training_key(self, data: PreparedData, job: TrainJob) -> str:
