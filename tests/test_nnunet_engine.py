@@ -191,6 +191,10 @@ def test_stop_event_checkpoints_and_resumes(data, tmp_path: Path) -> None:
     assert Path(exc.value.checkpoint).exists() and exc.value.iteration == 2
     result = eng.train(data, tmp_path / "t", job)
     assert [r["epoch"] for r in result.curve] == [1, 2]
+    # label-trained: nnU-Net scores classes; WT and TC come from bench's region counts, kept across the resume
+    for row in result.curve:
+        assert {"val_dice_WT", "val_dice_TC", "val_dice_ET", "val_dice_class_ED"} <= set(row)
+        assert all(0.0 <= row[f"val_dice_{r}"] <= 1.0 for r in ("WT", "TC", "ET"))
 
 
 def test_predictions_in_source_geometry_and_labels(data, tmp_path: Path) -> None:

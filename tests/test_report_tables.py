@@ -431,8 +431,8 @@ def test_validation_curve_panel_shows_the_regions_every_validation_recorded():
     native = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.9, 0.5], "val_dice_et": [0.2, 0.4],
                            "val_dice_wt": [0.5, 0.7], "val_dice_tc": [0.3, 0.6]})
     assert validation_regions(native) == ["ET", "WT", "TC"]
-    # nnU-Net trained on labels scores ET (a class) but not WT or TC (unions of classes): the panel shows ET
-    # instead of nothing; a training-loss row without validation does not count as a missing region
+    # a training whose validation scored ET alone (nnU-Net's own per-class pseudo-Dice, without bench's region
+    # counts): the panel shows ET instead of nothing; a row without validation does not count as a missing region
     nnunet = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.9, 0.5, 0.4], "val_dice_et": [0.1, None, 0.5],
                            "val_dice_class_ed": [0.6, None, 0.8]})
     assert validation_regions(nnunet) == ["ET"]

@@ -120,8 +120,9 @@ def main_effects(a: Analysis, out_dir: Path) -> list[Path]:
 
 def validation_regions(curves: pd.DataFrame) -> list[str]:
     """The regions whose validation Dice every validation point of ``curves`` recorded (columns
-    ``val_dice_et/wt/tc``), in REGIONS order. nnU-Net's label-trained validation records ET only (its classes
-    are NCR, ED, ET; WT and TC are unions it does not score), bench's own engine all three."""
+    ``val_dice_et/wt/tc``), in REGIONS order. Both engines record all three; a curve that recorded fewer (nnU-Net
+    trainings stored before bench counted WT and TC have ET alone) is shown with what it has instead of an
+    empty panel."""
     cols = [f"val_dice_{r.lower()}" for r in REGIONS if f"val_dice_{r.lower()}" in curves]
     if not cols:
         return []

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.engines._base import ProgressFn, TrainJob
 from bench.engines.nnunet import _nn
+from bench.engines.nnunet.regions import RegionCounts, log_regions, logged_regions
 
 __all__ = ["train", "resume_point", "trainer_folder", "FINAL", "LATEST", "REGION_NAMES"]
 
@@ -121,11 +122,16 @@ def train(data: Any, out_dir: Path, job: TrainJob, trainer_cls: type, *, resume:
                         progress({"iteration": epoch * trainer.num_iterations_per_epoch + it + 1, "total": total,
                                   "loss": float(outputs[-1]["loss"]), "epoch": epoch})
                 trainer.on_train_epoch_end(outputs)
-                with torch.no_grad():
+                with torch.no_grad(), RegionCounts(trainer) as regions:
                     trainer.on_validation_epoch_start()
-                    val = [trainer.validation_step(next(trainer.dataloader_val))
-                           for _ in range(trainer.num_val_iterations_per_epoch)]
+                    val = []
+                    for _ in range(trainer.num_val_iterations_per_epoch):
+                        batch = next(trainer.dataloader_val)
+                        val.append(trainer.validation_step(batch))
+                        regions.add(batch)
                     trainer.on_validation_epoch_end(val)
+                if (dice := regions.dice()) is not None:
+                    log_regions(trainer, epoch, dice)  # before on_epoch_end, which writes the checkpoint
                 trainer.on_epoch_end()
                 row = _curve_row(trainer, epoch)
                 if epoch == trainer.num_epochs - 1:
@@ -168,9 +174,12 @@ def _curve_row(trainer: Any, epoch: int) -> dict[str, Any]:
     regions = bool(getattr(trainer.label_manager, "has_regions", False))
     if len(dice) == 3:
         # nnU-Net's pseudo-Dice is per training output: regions (WT, TC, ET) in the region form; in the label
-        # form per class, where only enhancing tumour is a BraTS region (TC and WT stay unknown until the test)
+        # form per class, where only enhancing tumour is a BraTS region: WT and TC come from bench's own counts
         for name, d in zip(REGION_NAMES if regions else CLASS_NAMES, dice):
             row[f"val_dice_{name}" if regions or name == "ET" else f"val_dice_class_{name}"] = float(d)
+    if not regions:
+        for name, d in logged_regions(trainer, epoch).items():
+            row.setdefault(f"val_dice_{name}", d)
     row["seconds"] = float(lg.get_value("epoch_end_timestamps", step=epoch)
                            - lg.get_value("epoch_start_timestamps", step=epoch))
     return row
