@@ -123,14 +123,11 @@ def validation_regions(curves: pd.DataFrame) -> list[str]:
     ``val_dice_et/wt/tc``), in REGIONS order. Both engines record all three; a curve that recorded fewer (nnU-Net
     trainings stored before bench counted WT and TC have ET alone) is shown with what it has instead of an
     empty panel."""
-    cols = [f"val_dice_{r.lower()}" for r in REGIONS if f"val_dice_{r.lower()}" in curves]
-    if not cols:
+    cols = {r: f"val_dice_{r.lower()}" for r in REGIONS if f"val_dice_{r.lower()}" in curves}
+    points = curves[list(cols.values())].notna().any(axis=1) if cols else None
+    if points is None or not points.any():
         return []
-    points = curves[cols].notna().any(axis=1)
-    if not points.any():
-        return []
-    return [r for r in REGIONS if f"val_dice_{r.lower()}" in cols
-            and bool(curves.loc[points, f"val_dice_{r.lower()}"].notna().all())]
+    return [r for r, col in cols.items() if bool(curves.loc[points, col].notna().all())]
 
 
 def learning_curves(a: Analysis, curves: pd.DataFrame, out_dir: Path) -> list[Path]:
